@@ -1,0 +1,239 @@
+"""Pick what the photo shows: a searchable list of the model's classes, or "Auto".
+
+Searching matches a class by any part of its name (case-insensitive), or by
+its index when the text is a number ("1" lists class 1 first, then 10, 11, …).
+After an automatic run the picker shows the prior's top suggestions; clicking
+one selects that class and asks for a re-run with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+AUTO_LABEL = "Auto (let the prior choose)"
+MAX_SUGGESTIONS = 5
+_CLASS_INDEX_ROLE = Qt.ItemDataRole.UserRole
+_AUTO = -1   # list data of the "Auto" row
+
+
+def class_label(index: int, name: str) -> str:
+    """``"1 · goldfish, Carassius auratus"`` — index first so numbers line up."""
+    return f"{index} \u00b7 {name}"
+
+
+def search_classes(class_names: Sequence[str], text: str) -> list[int]:
+    """Indices of the classes matching a search text, best matches first.
+
+    Parameters
+    ----------
+    class_names : sequence of str
+        One name per class index.
+    text : str
+        Empty: every class in index order. All digits: the class with exactly
+        that index, then those whose index starts with it. Otherwise: classes
+        whose name contains every word of ``text`` (case-insensitive), those
+        whose name *starts* with the text first.
+
+    Returns
+    -------
+    list of int
+    """
+    query = text.strip().lower()
+    if not query:
+        return list(range(len(class_names)))
+    if query.isdigit():
+        exact = [int(query)] if int(query) < len(class_names) and str(int(query)) == query else []
+        prefixed = [index for index in range(len(class_names))
+                    if str(index).startswith(query) and index not in exact]
+        return exact + prefixed
+    words = query.split()
+    matches = [index for index, name in enumerate(class_names) if all(word in name.lower() for word in words)]
+    # Names that begin with the query ("goldfish" before "golden retriever's goldfish-like …").
+    return sorted(matches, key=lambda index: (not class_names[index].lower().startswith(query), index))
+
+
+class ClassPicker(QWidget):
+    """Searchable class list with an "Auto" choice and post-run suggestions.
+
+    Signals
+    -------
+    classChanged(object)
+        The chosen class index, or None for Auto.
+    rerunRequested(int)
+        A suggestion was clicked: re-run with this class.
+    """
+
+    classChanged = Signal(object)
+    rerunRequested = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._class_names: list[str] = []
+        self._items: list[QListWidgetItem] = []
+
+        self.search_field = QLineEdit()
+        self.search_field.setPlaceholderText("Search classes by name or number")
+        self.search_field.setClearButtonEnabled(True)
+        self.search_field.textChanged.connect(self._apply_filter)
+        self.search_field.returnPressed.connect(self._select_first_match)
+
+        self.class_list = QListWidget()
+        self.class_list.setUniformItemSizes(True)
+        self.class_list.currentItemChanged.connect(self._on_current_changed)
+        self._auto_item = QListWidgetItem(AUTO_LABEL)
+        self._auto_item.setData(_CLASS_INDEX_ROLE, _AUTO)
+        self.class_list.addItem(self._auto_item)
+        self.class_list.setCurrentItem(self._auto_item)
+
+        self.suggestions_label = QLabel("Suggestions from the last automatic run:")
+        self.suggestions_label.setWordWrap(True)
+        self._suggestion_row = QVBoxLayout()
+        self._suggestion_row.setSpacing(2)
+        self.suggestion_buttons: list[QPushButton] = []
+        suggestions = QWidget()
+        suggestions_layout = QVBoxLayout(suggestions)
+        suggestions_layout.setContentsMargins(0, 0, 0, 0)
+        suggestions_layout.addWidget(self.suggestions_label)
+        suggestions_layout.addLayout(self._suggestion_row)
+        self._suggestions_box = suggestions
+        self._suggestions_box.setVisible(False)
+
+        header = QHBoxLayout()
+        header.addWidget(QLabel("What does the photo show?"))
+        header.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(header)
+        layout.addWidget(self.search_field)
+        layout.addWidget(self.class_list, 1)
+        layout.addWidget(self._suggestions_box)
+
+    # ------------------------------------------------------------- classes
+
+    def set_class_names(self, class_names: Sequence[str]) -> None:
+        """Fill the list with one row per class (keeps Auto; resets the selection to Auto)."""
+        self.class_list.blockSignals(True)
+        while self.class_list.count() > 1:
+            self.class_list.takeItem(1)
+        self._class_names = list(class_names)
+        self._items = []
+        for index, name in enumerate(self._class_names):
+            item = QListWidgetItem(class_label(index, name))
+            item.setData(_CLASS_INDEX_ROLE, index)
+            self._items.append(item)
+            self.class_list.addItem(item)
+        self.class_list.setCurrentItem(self._auto_item)
+        self.class_list.blockSignals(False)
+        self.clear_suggestions()
+        self._apply_filter(self.search_field.text())
+        self.classChanged.emit(None)
+
+    def class_names(self) -> list[str]:
+        return list(self._class_names)
+
+    def class_name(self, index: int | None) -> str:
+        """The name of class ``index`` ("Auto" for None; ``"class N"`` for an index the model lacks)."""
+        if index is None:
+            return "Auto"
+        if 0 <= index < len(self._class_names):
+            return self._class_names[index]
+        return f"class {index}"
+
+    # ----------------------------------------------------------- selection
+
+    def selected_class(self) -> int | None:
+        """The chosen class index, or None for Auto."""
+        item = self.class_list.currentItem()
+        if item is None:
+            return None
+        value = int(item.data(_CLASS_INDEX_ROLE))
+        return None if value == _AUTO else value
+
+    def set_selected_class(self, index: int | None) -> None:
+        """Select a class (None = Auto); shows it even if the current search hides it."""
+        if index is None:
+            target = self._auto_item
+        elif 0 <= index < len(self._items):
+            target = self._items[index]
+        else:
+            raise ValueError(f"class index {index} is outside the model's {len(self._items)} classes")
+        if target.isHidden():
+            self.search_field.clear()
+        self.class_list.setCurrentItem(target)
+        self.class_list.scrollToItem(target)
+
+    def visible_class_indices(self) -> list[int]:
+        """Class indices the list shows now, in display order (Auto excluded)."""
+        shown = []
+        for row in range(1, self.class_list.count()):
+            item = self.class_list.item(row)
+            if not item.isHidden():
+                shown.append(int(item.data(_CLASS_INDEX_ROLE)))
+        return shown
+
+    def _apply_filter(self, text: str) -> None:
+        ranked = search_classes(self._class_names, text)
+        wanted = set(ranked)
+        self.class_list.setUpdatesEnabled(False)
+        current = self.class_list.currentItem()
+        # Re-order so the best match sits right under Auto: take every class
+        # row out and put them back in ranked order, the rest hidden at the end.
+        for _ in range(self.class_list.count() - 1):
+            self.class_list.takeItem(1)
+        order = ranked + [index for index in range(len(self._items)) if index not in wanted]
+        for index in order:
+            item = self._items[index]
+            self.class_list.addItem(item)
+            item.setHidden(index not in wanted)
+        if current is not None:
+            self.class_list.blockSignals(True)
+            self.class_list.setCurrentItem(current)
+            self.class_list.blockSignals(False)
+        self.class_list.setUpdatesEnabled(True)
+
+    def _select_first_match(self) -> None:
+        visible = self.visible_class_indices()
+        if visible:
+            self.set_selected_class(visible[0])
+
+    def _on_current_changed(self, current: QListWidgetItem | None, previous: QListWidgetItem | None) -> None:
+        if current is not None:
+            self.classChanged.emit(self.selected_class())
+
+    # --------------------------------------------------------- suggestions
+
+    def show_suggestions(self, top_classes: Sequence[tuple[int, float]]) -> None:
+        """Offer up to five classes from an automatic run: ``(index, loss)`` pairs, best first."""
+        self.clear_suggestions()
+        for rank, (index, loss) in enumerate(top_classes[:MAX_SUGGESTIONS], start=1):
+            button = QPushButton(f"{rank}. {self.class_name(index)}  (loss {loss:.3g})")
+            button.setToolTip(f"Select class {index} and restore again with it")
+            button.setStyleSheet("text-align: left; padding: 2px 6px;")
+            button.clicked.connect(lambda _checked=False, chosen=index: self._on_suggestion(chosen))
+            self._suggestion_row.addWidget(button)
+            self.suggestion_buttons.append(button)
+        self._suggestions_box.setVisible(bool(self.suggestion_buttons))
+
+    def clear_suggestions(self) -> None:
+        for button in self.suggestion_buttons:
+            self._suggestion_row.removeWidget(button)
+            button.deleteLater()
+        self.suggestion_buttons = []
+        self._suggestions_box.setVisible(False)
+
+    def _on_suggestion(self, index: int) -> None:
+        if 0 <= index < len(self._items):
+            self.set_selected_class(index)
+        self.rerunRequested.emit(index)

@@ -1,0 +1,106 @@
+"""The history strip: one thumbnail per finished (or stopped) restoration.
+
+Each entry keeps the full-resolution composite, which is what "Save" writes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QPixmap
+from PySide6.QtWidgets import QListView, QListWidget, QListWidgetItem, QWidget
+
+from dgp_studio.imaging import rgb_to_qimage
+
+THUMBNAIL_SIZE = 96
+_ENTRY_ROLE = Qt.ItemDataRole.UserRole
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One restoration result.
+
+    ``composite`` is the full-resolution photo with the restored region
+    blended in (``(H, W, 3)`` ``uint8``); ``image`` is the model-resolution output.
+    """
+
+    composite: np.ndarray
+    image: np.ndarray
+    task: str
+    class_index: int | None
+    class_name: str
+    seconds: float
+    cancelled: bool = False
+    source_path: str | None = None
+    finished_at: float = field(default_factory=time.time)
+
+    def caption(self) -> str:
+        """``"inpaint · goldfish · 12 s"`` (``(stopped)`` for a cancelled run)."""
+        stopped = " (stopped)" if self.cancelled else ""
+        return f"{self.task} \u00b7 {self.class_name} \u00b7 {_duration_text(self.seconds)}{stopped}"
+
+    def tooltip(self) -> str:
+        clock = time.strftime("%H:%M:%S", time.localtime(self.finished_at))
+        index = "" if self.class_index is None else f" (class {self.class_index})"
+        return (f"Task: {self.task}\nClass: {self.class_name}{index}\nTook {_duration_text(self.seconds)}, "
+                f"finished at {clock}{' — stopped early' if self.cancelled else ''}")
+
+
+def _duration_text(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {rest:02d} s"
+
+
+class HistoryStrip(QListWidget):
+    """A horizontal strip of result thumbnails, newest at the right.
+
+    Signals
+    -------
+    entrySelected(object)
+        The :class:`HistoryEntry` the user clicked (or that was just added).
+    """
+
+    entrySelected = Signal(object)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setFlow(QListView.Flow.LeftToRight)
+        self.setWrapping(False)
+        self.setMovement(QListView.Movement.Static)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setIconSize(QSize(THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+        self.setGridSize(QSize(THUMBNAIL_SIZE + 70, THUMBNAIL_SIZE + 44))
+        self.setWordWrap(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setFixedHeight(THUMBNAIL_SIZE + 64)
+        self.currentItemChanged.connect(self._on_current_changed)
+
+    def add_entry(self, entry: HistoryEntry) -> None:
+        """Append a thumbnail for ``entry`` and select it."""
+        thumbnail = QPixmap.fromImage(rgb_to_qimage(entry.composite)).scaled(
+            THUMBNAIL_SIZE, THUMBNAIL_SIZE, Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation)
+        item = QListWidgetItem(QIcon(thumbnail), entry.caption())
+        item.setData(_ENTRY_ROLE, entry)
+        item.setToolTip(entry.tooltip())
+        self.addItem(item)
+        self.setCurrentItem(item)
+        self.scrollToItem(item)
+
+    def entries(self) -> list[HistoryEntry]:
+        return [self.item(row).data(_ENTRY_ROLE) for row in range(self.count())]
+
+    def current_entry(self) -> HistoryEntry | None:
+        item = self.currentItem()
+        return None if item is None else item.data(_ENTRY_ROLE)
+
+    def _on_current_changed(self, current: QListWidgetItem | None, previous: QListWidgetItem | None) -> None:
+        if current is not None:
+            self.entrySelected.emit(current.data(_ENTRY_ROLE))

@@ -1,0 +1,278 @@
+"""Run progress: a progress bar with stage ticks and the engine's ETA, a loss sparkline,
+the "what the model sees" pair and the Cancel button.
+
+Consumes the engine's events (``engine.events``) by duck typing: it reads
+their fields and never imports the engine.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QPainter, QPainterPath, QPaintEvent, QPen, QPixmap
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from dgp_studio.imaging import rgb_to_qimage
+
+SPARKLINE_POINTS = 400
+
+
+def format_eta(seconds: float | None) -> str:
+    """``"about 1 min 05 s left"``; ``"—"`` when unknown."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "\u2014"
+    whole = int(round(seconds))
+    if whole < 60:
+        return f"{whole} s left"
+    minutes, rest = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {rest:02d} s left"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min left"
+
+
+class StageProgressBar(QProgressBar):
+    """A progress bar over all optimisation steps with a tick at each stage boundary."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._stage_starts: list[int] = []
+        self.setTextVisible(True)
+
+    def set_stage_starts(self, stage_starts: Sequence[int]) -> None:
+        """Global step counts (0-based) where stages after the first begin."""
+        self._stage_starts = [int(start) for start in stage_starts]
+        self.update()
+
+    def stage_starts(self) -> list[int]:
+        return list(self._stage_starts)
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt override
+        super().paintEvent(event)
+        if self.maximum() <= 0 or not self._stage_starts:
+            return
+        painter = QPainter(self)
+        painter.setPen(QPen(QColor(0, 0, 0, 150), 1))
+        span = self.maximum() - self.minimum()
+        for start in self._stage_starts:
+            x = round((start - self.minimum()) / span * (self.width() - 1))
+            painter.drawLine(x, 0, x, 4)
+            painter.drawLine(x, self.height() - 5, x, self.height() - 1)
+        painter.end()
+
+
+class LossSparkline(QWidget):
+    """The recent total loss as a line (log scale when it spans more than a decade)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._values: deque[float] = deque(maxlen=SPARKLINE_POINTS)
+        self.setMinimumHeight(36)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setToolTip("Total loss over the last iterations")
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(200, 40)
+
+    def add(self, value: float) -> None:
+        if math.isfinite(value):
+            self._values.append(float(value))
+            self.update()
+
+    def clear(self) -> None:
+        self._values.clear()
+        self.update()
+
+    def values(self) -> list[float]:
+        return list(self._values)
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt override
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.fillRect(self.rect(), QColor(30, 30, 34))
+        if len(self._values) >= 2:
+            values = np.asarray(self._values)
+            positive = values > 0
+            if positive.all() and values.max() / max(values.min(), 1e-12) > 10:
+                values = np.log10(values)
+            low, high = float(values.min()), float(values.max())
+            spread = high - low or 1.0
+            width, height = self.width() - 4, self.height() - 6
+            path = QPainterPath()
+            for position, value in enumerate(values):
+                x = 2 + position / (len(values) - 1) * width
+                y = 3 + (1 - (value - low) / spread) * height
+                if position == 0:
+                    path.moveTo(QPointF(x, y))
+                else:
+                    path.lineTo(QPointF(x, y))
+            painter.setPen(QPen(QColor(110, 200, 255), 1.5))
+            painter.drawPath(path)
+            painter.setPen(QColor(200, 200, 200))
+            painter.drawText(QRectF(4, 2, self.width() - 8, 14), Qt.AlignmentFlag.AlignRight,
+                             f"{self._values[-1]:.4g}")
+        painter.end()
+
+
+class ImageTile(QLabel):
+    """A small square picture with a caption underneath (nearest-neighbour scaling: pixels stay honest)."""
+
+    def __init__(self, caption: str, *, side: int = 112, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._side = side
+        self._image: np.ndarray | None = None
+        self.setFixedSize(side, side)
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setStyleSheet("background: #26262a; border-radius: 3px;")
+        self.setToolTip(caption)
+
+    def set_image(self, rgb: np.ndarray | None) -> None:
+        self._image = rgb
+        if rgb is None:
+            self.setPixmap(QPixmap())
+            return
+        self.setPixmap(QPixmap.fromImage(rgb_to_qimage(rgb)).scaled(
+            self._side, self._side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation))
+
+    def image(self) -> np.ndarray | None:
+        return self._image
+
+
+class RunProgressPanel(QWidget):
+    """Everything shown while a restoration runs.
+
+    Signals
+    -------
+    cancelRequested()
+        The Cancel button was pressed.
+    """
+
+    cancelRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.status_label = QLabel("Idle.")
+        self.status_label.setWordWrap(True)
+        self.progress_bar = StageProgressBar()
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.eta_label = QLabel("\u2014")
+        self.eta_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.sparkline = LossSparkline()
+        self.model_output_tile = ImageTile("The current output, degraded the same way as your photo")
+        self.model_target_tile = ImageTile("Your photo as the model is asked to match it")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop after the current iteration and keep the best result (Esc)")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancelRequested)
+
+        bar_row = QHBoxLayout()
+        bar_row.addWidget(self.progress_bar, 1)
+        bar_row.addWidget(self.cancel_button)
+        tiles = QGridLayout()
+        tiles.setHorizontalSpacing(6)
+        tiles.addWidget(self.model_output_tile, 0, 0)
+        tiles.addWidget(self.model_target_tile, 0, 1)
+        output_caption = QLabel("Output, degraded")
+        target_caption = QLabel("Your input, degraded")
+        for column, caption in enumerate((output_caption, target_caption)):
+            caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            caption.setStyleSheet("font-size: 9pt; color: palette(mid);")
+            tiles.addWidget(caption, 1, column)
+        self._tiles_box = QWidget()
+        tiles_outer = QVBoxLayout(self._tiles_box)
+        tiles_outer.setContentsMargins(0, 0, 0, 0)
+        tiles_outer.addWidget(QLabel("What the model sees"))
+        tiles_outer.addLayout(tiles)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.status_label)
+        layout.addLayout(bar_row)
+        layout.addWidget(self.eta_label)
+        layout.addWidget(self.sparkline)
+        layout.addWidget(self._tiles_box)
+        self._stage_count = 0
+        self._current_stage = 0
+
+    # ------------------------------------------------------------- events
+
+    def begin(self) -> None:
+        """A run was requested: reset, show that the model is being prepared."""
+        self.status_label.setText("Preparing the model\u2026")
+        self.progress_bar.setRange(0, 0)        # busy indicator until the plan arrives
+        self.progress_bar.set_stage_starts([])
+        self.eta_label.setText("\u2014")
+        self.sparkline.clear()
+        self.model_output_tile.set_image(None)
+        self.model_target_tile.set_image(None)
+        self.cancel_button.setEnabled(True)
+
+    def on_started(self, plan) -> None:
+        """``Started.plan``: a ``RunPlan`` with stages and total steps."""
+        self._stage_count = len(plan.stages)
+        starts, total = [], 0
+        for stage in plan.stages:
+            if total > 0:
+                starts.append(total)
+            total += stage.iterations
+        self.progress_bar.setRange(0, max(plan.total_steps, 1))
+        self.progress_bar.setValue(0)
+        self.progress_bar.set_stage_starts(starts)
+        self.progress_bar.setFormat("%v / %m")
+        where = f"{plan.device}, {plan.precision}"
+        if plan.search_candidates:
+            self.status_label.setText(f"Searching {plan.search_candidates} latent candidates ({where})\u2026")
+        else:
+            self.status_label.setText(f"Starting {plan.task} with {plan.preset} ({where})\u2026")
+
+    def on_search_progress(self, event) -> None:
+        """``SearchProgress``: candidates scored so far."""
+        remaining = (event.total - event.done) * event.seconds_per_candidate
+        self.status_label.setText(f"Searching the latent space: {event.done} of {event.total} candidates")
+        self.eta_label.setText(f"search: {format_eta(remaining)}")
+
+    def on_stage_began(self, event) -> None:
+        """``StageBegan``: a new stage (more generator blocks fine-tuned)."""
+        self._current_stage = event.stage.index + 1
+        self.status_label.setText(
+            f"Stage {self._current_stage} of {self._stage_count}: fine-tuning {event.stage.unlocked_groups} of "
+            f"{event.stage.total_groups} generator groups")
+
+    def on_step(self, event) -> None:
+        """``Step``: exact progress and the engine's schedule-aware ETA."""
+        if self.progress_bar.maximum() != event.total_steps:
+            self.progress_bar.setRange(0, max(event.total_steps, 1))
+        self.progress_bar.setValue(event.step)
+        self.eta_label.setText(f"{format_eta(event.eta_seconds)}  \u00b7  {event.seconds_per_step * 1000:.0f} ms/step")
+        total = event.losses.get("total")
+        if total is None and event.losses:
+            total = sum(event.losses.values())
+        if total is not None:
+            self.sparkline.add(total)
+
+    def on_frame(self, event) -> None:
+        """``Frame``: the newest degraded output and target."""
+        self.model_output_tile.set_image(event.degraded)
+        self.model_target_tile.set_image(event.target)
+
+    def finish(self, text: str) -> None:
+        """The run ended (finished, stopped or failed)."""
+        self.status_label.setText(text)
+        if self.progress_bar.maximum() == 0:
+            self.progress_bar.setRange(0, 1)
+        self.cancel_button.setEnabled(False)
+        self.eta_label.setText("\u2014")

@@ -1,0 +1,507 @@
+"""The engine's façade: load a model, restore photos, manipulate results.
+
+Qt-free; the desktop app's worker thread, the command line, tests and
+notebooks all use it::
+
+    model = load_model("builtin")
+    engine = Engine(model, device="auto", precision="auto")
+    for event in engine.restore(RestoreRequest(image=rgb, task="colorize")):
+        ...
+    engine.jitter(result.state, sigma=0.5, count=8, seed=0)
+
+One :class:`Engine` owns one device and one model; it is not thread-safe
+(use it from one thread, as the app's engine thread does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.biggan import BigGANConfig, Discriminator, Generator, spectral_norm_layers
+from engine.composite import (
+    RegionOfInterest,
+    composite_for_task,
+    prepare_low_resolution_input,
+    prepare_mask,
+    prepare_model_input,
+    small_region_notice,
+)
+from engine.degrade import Degradation, degradation_for_task
+from engine.devices import autocast_context, select_autocast_dtype, select_device
+from engine.dgp import run_dgp, to_uint8_image
+from engine.errors import BadInputError
+from engine.events import Cancelled, Finished, Notice, StagePlan
+from engine.imageio import to_tensor
+from engine.models import load_biggan
+from engine.schedule import Schedule, default_preset_name, presets_for_task, resolve_preset
+from engine.state import GeneratorState
+
+BUILTIN_MODEL_NAME = "builtin"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A BigGAN pair ready for DGP, with what the app shows about it."""
+
+    G: Generator
+    D: Discriminator | None
+    identity: str                   # stable id: sha256 of the files (or tensors)
+    display_name: str
+    class_names: tuple[str, ...]    # one per class index of this model
+    class_imagenet_indices: tuple[int, ...] = ()
+    source: str = ""
+    card: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def config(self) -> BigGANConfig:
+        return self.G.config
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _sha256_tensors(module: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for key, value in sorted(module.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def builtin_model_folder() -> Path:
+    from engine.resources import resource_path
+
+    return resource_path("models", "builtin-64")
+
+
+def imagenet_names_for(config: BigGANConfig) -> tuple[str, ...]:
+    if config.class_names and len(config.class_names) == config.n_classes:
+        return tuple(config.class_names)
+    if config.n_classes == 1000:
+        from engine.resources import imagenet_class_names
+
+        return tuple(imagenet_class_names())
+    return tuple(f"class {i}" for i in range(config.n_classes))
+
+
+def load_model(
+    source: str | Path | tuple = BUILTIN_MODEL_NAME,
+    d_path: str | Path | None = None,
+    *,
+    allow_missing_discriminator: bool = False,
+) -> LoadedModel:
+    """Load ``"builtin"``, a (G path, D path) pair, a folder with both, or a ``(G, D)`` tuple."""
+    if isinstance(source, tuple):
+        generator, discriminator = source
+        if isinstance(generator, Generator):
+            config = generator.config
+            return LoadedModel(
+                G=generator.eval(), D=discriminator.eval() if discriminator is not None else None,
+                identity=_sha256_tensors(generator)[:16], display_name=f"in-memory {config.resolution} px",
+                class_names=imagenet_names_for(config),
+                class_imagenet_indices=tuple(config.class_imagenet_indices),
+                source="memory",
+            )
+        source, d_path = generator, discriminator
+    if source == BUILTIN_MODEL_NAME:
+        folder = builtin_model_folder()
+        card_path = folder / "model.json"
+        if not card_path.exists():
+            raise BadInputError(
+                f"{folder}: the built-in model is not installed (no model.json); reinstall dgp-studio "
+                f"or import a BigGAN generator and discriminator."
+            )
+        card = json.loads(card_path.read_text())
+        g_file, d_file = folder / card["files"]["G"]["name"], folder / card["files"]["D"]["name"]
+        generator, discriminator = load_biggan(g_file, d_file)
+        identity = "builtin-" + card["files"]["G"]["sha256"][:12]
+        config = generator.config
+        return LoadedModel(
+            G=generator, D=discriminator, identity=identity, display_name=card.get("name", "built-in"),
+            class_names=imagenet_names_for(config),
+            class_imagenet_indices=tuple(config.class_imagenet_indices),
+            source=str(folder), card=card,
+        )
+    source = Path(source)
+    if source.is_dir() and d_path is None:
+        g_candidates = sorted(source.glob("G_ema*.pth")) or sorted(source.glob("G*.pth")) or sorted(
+            source.glob("G*.safetensors")
+        )
+        d_candidates = sorted(source.glob("D*.pth")) or sorted(source.glob("D*.safetensors"))
+        if not g_candidates:
+            raise BadInputError(f"{source}: the folder holds no generator file (G_ema*.pth or G*.pth).")
+        source = g_candidates[0]
+        d_path = d_candidates[0] if d_candidates else None
+    generator, discriminator = load_biggan(
+        source, d_path, allow_missing_discriminator=allow_missing_discriminator
+    )
+    identity = _sha256_file(source)[:16] + (("-" + _sha256_file(Path(d_path))[:8]) if d_path else "")
+    config = generator.config
+    return LoadedModel(
+        G=generator, D=discriminator, identity=identity,
+        display_name=f"BigGAN-{config.resolution} ch{config.g_ch} ({source.name})",
+        class_names=imagenet_names_for(config),
+        class_imagenet_indices=tuple(config.class_imagenet_indices),
+        source=str(source),
+    )
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    """One restore job on a full-resolution photo.
+
+    ``image`` is the original H x W x 3 uint8; ``roi`` the square sent to the
+    model (default: the largest centred square); ``mask`` H x W float with
+    1 = painted (missing) pixels; ``task`` one of colorize, inpaint, sr,
+    hybrid, reconstruct, defend. For ``sr`` the photo is the low-resolution
+    input. ``class_index`` None lets the latent search choose the class.
+    """
+
+    image: np.ndarray
+    task: str
+    roi: RegionOfInterest | None = None
+    mask: np.ndarray | None = None
+    sr_factor: int | None = None
+    grayscale: bool = False          # hybrid: compose graying
+    class_index: int | None = None
+    preset: str | None = None
+    quick: bool = False
+    seed: int = 0
+    iteration_scale: float = 1.0
+    source_name: str = "the image"   # for messages
+
+
+@dataclass(frozen=True)
+class PreparedRestore:
+    target: torch.Tensor             # x_hat (1, 3, R, R) in [-1, 1]
+    degradation: Degradation
+    schedule: Schedule
+    roi: RegionOfInterest
+    notes: tuple[str, ...]
+
+
+class Engine:
+    """Owns a device and a model; runs restores and manipulations on them."""
+
+    def __init__(
+        self, model: LoadedModel, *, device: str = "auto", precision: str = "auto",
+        threads: int | None = None, user_preset_folders: Sequence[Path] = (),
+    ) -> None:
+        if model.D is None:
+            raise BadInputError(
+                f"{model.display_name}: this model has no discriminator; DGP's loss needs it."
+            )
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.model = model
+        self.device = select_device(device)
+        self.autocast_dtype = select_autocast_dtype(precision, self.device)
+        self.G = model.G.to(self.device).eval()
+        self.D = model.D.to(self.device)
+        self.D.to(memory_format=torch.channels_last)
+        self.D.freeze(self.autocast_dtype)
+        self.user_preset_folders = tuple(Path(p) for p in user_preset_folders)
+        self._base_state = {k: v.detach().clone() for k, v in self.G.state_dict().items()}
+        self._render_generator: Generator | None = None
+        self._applied_state: GeneratorState | None = None
+
+    @property
+    def resolution(self) -> int:
+        return self.G.config.resolution
+
+    # -- presets --------------------------------------------------------------
+    def presets_for(self, task: str) -> list[str]:
+        return presets_for_task(task, self.resolution)
+
+    def schedule_for(self, request_or_name: RestoreRequest | str | None, *, task: str | None = None,
+                     quick: bool = False, iteration_scale: float = 1.0) -> Schedule:
+        if isinstance(request_or_name, RestoreRequest):
+            request = request_or_name
+            name, task, quick, iteration_scale = request.preset, request.task, request.quick, request.iteration_scale
+        else:
+            name = request_or_name
+        if name is None:
+            name = default_preset_name(task, self.resolution)
+        schedule = resolve_preset(name, extra_folders=self.user_preset_folders)
+        if quick:
+            schedule = schedule.quick()
+        return schedule.scaled(iteration_scale)
+
+    def preset_stages(self, name: str, quick: bool = False) -> list[StagePlan]:
+        schedule = self.schedule_for(name, quick=quick)
+        return list(
+            schedule.plan(
+                feature_count=self.D.config.n_discriminator_features,
+                group_count=self.G.config.n_generator_blocks + 1,
+            )
+        )
+
+    # -- restore --------------------------------------------------------------
+    def prepare(self, request: RestoreRequest) -> PreparedRestore:
+        """Validate a request and build x_hat, phi and the schedule."""
+        image = request.image
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise BadInputError(f"{request.source_name}: expected an H×W×3 uint8 RGB image.")
+        height, width = image.shape[:2]
+        resolution = self.resolution
+        roi = request.roi or RegionOfInterest.largest_centred_square(width, height)
+        roi.validate(width, height)
+        notes = []
+        notice = small_region_notice(roi, resolution)
+        if notice:
+            notes.append(notice)
+        task = request.task
+        if request.class_index is not None and not 0 <= request.class_index < self.G.config.n_classes:
+            raise BadInputError(
+                f"class index {request.class_index} is outside this model's "
+                f"{self.G.config.n_classes} classes (0–{self.G.config.n_classes - 1})."
+            )
+        mask_model = None
+        if request.mask is not None and task in ("inpaint", "hybrid"):
+            if request.mask.shape[:2] != (height, width):
+                raise BadInputError(
+                    f"the mask is {request.mask.shape[1]}×{request.mask.shape[0]} but "
+                    f"{request.source_name} is {width}×{height}."
+                )
+            missing = prepare_mask(request.mask, roi, resolution)
+            if not np.any(missing > 0):
+                raise BadInputError(
+                    f"the mask has no painted pixels inside the region sent to the model."
+                )
+            mask_model = torch.from_numpy(1.0 - missing.astype(np.float32))[None, None]
+        elif task == "inpaint":
+            raise BadInputError("inpainting needs a mask: paint the missing region first.")
+        sr_factor = request.sr_factor if task in ("sr", "hybrid") else None
+        if task == "sr" and sr_factor is None:
+            sr_factor = 4
+        grayscale = True if task == "colorize" else request.grayscale
+        degradation = degradation_for_task(
+            task, resolution=resolution, mask=mask_model, sr_factor=sr_factor,
+            grayscale=grayscale if task == "hybrid" else None,
+        ).to(self.device)
+        if degradation.sr_factor:
+            low = prepare_low_resolution_input(image, roi, resolution, degradation.sr_factor)
+            target = degradation.target_from_low_resolution(to_tensor(low).to(self.device))
+        else:
+            model_input = prepare_model_input(image, roi, resolution)
+            target = degradation.target_path(to_tensor(model_input).to(self.device))
+        schedule = self.schedule_for(request)
+        return PreparedRestore(
+            target=target, degradation=degradation, schedule=schedule, roi=roi, notes=tuple(notes)
+        )
+
+    def preview_degraded(self, request: RestoreRequest) -> np.ndarray:
+        """x_hat as uint8: what the model will be asked to match."""
+        return to_uint8_image(self.prepare(request).target)
+
+    def restore(
+        self, request: RestoreRequest, *, should_stop: threading.Event | None = None,
+        frame_interval: float = 0.2,
+    ) -> Iterator:
+        """Run DGP on a request; yields engine events (see :func:`engine.dgp.run_dgp`).
+
+        ``Finished``/``Cancelled`` results carry the full-resolution composite.
+        """
+        prepared = self.prepare(request)
+        for note in prepared.notes:
+            yield Notice(note)
+        for event in run_dgp(
+            self.G, self.D, prepared.degradation, prepared.target, prepared.schedule,
+            class_index=request.class_index, seed=request.seed, device=self.device,
+            autocast_dtype=self.autocast_dtype, model_identity=self.model.identity,
+            should_stop=should_stop, frame_interval=frame_interval,
+        ):
+            if isinstance(event, (Finished, Cancelled)) and event.result is not None:
+                composite = composite_for_task(
+                    request.task, request.image, prepared.roi, event.result.image,
+                    mask=request.mask, factor=prepared.degradation.sr_factor,
+                )
+                result = replace(event.result, composite=composite, notes=prepared.notes)
+                event = Finished(result=result) if isinstance(event, Finished) else Cancelled(
+                    result=result, reason=event.reason
+                )
+            yield event
+
+    # -- manipulation ---------------------------------------------------------
+    def _check_state(self, state: GeneratorState) -> None:
+        if state.model_identity != self.model.identity:
+            raise BadInputError(
+                f"this result was made with model {state.model_identity}, but the loaded model is "
+                f"{self.model.identity}; load that model to edit it."
+            )
+
+    def _generator_for(self, state: GeneratorState) -> Generator:
+        """The base G with ``state`` applied, its normalised weights cached (constant)."""
+        self._check_state(state)
+        if self._render_generator is None:
+            import copy
+
+            self._render_generator = copy.deepcopy(self.G).eval().requires_grad_(False)
+            self._render_generator.to(memory_format=torch.channels_last)
+        if self._applied_state is not state:
+            state.apply_to(self._render_generator, self._base_state)
+            for layer in spectral_norm_layers(self._render_generator):
+                layer.freeze_normalized_weight()
+            self._applied_state = state
+        return self._render_generator
+
+    @torch.no_grad()
+    def _render(self, generator: Generator, z: torch.Tensor, embedding: torch.Tensor, use_in: bool) -> list[np.ndarray]:
+        with autocast_context(self.device, self.autocast_dtype):
+            if use_in:
+                generator._in_initialised = True
+            images = generator(z.to(self.device), embedding.to(self.device), use_in=use_in).float()
+        return [to_uint8_image(images[i : i + 1]) for i in range(images.shape[0])]
+
+    def render(self, state: GeneratorState) -> np.ndarray:
+        """The result image of a state: G*(z*, e*)."""
+        generator = self._generator_for(state)
+        return self._render(generator, state.z, state.class_embedding, state.use_in)[0]
+
+    def jitter(
+        self, state: GeneratorState, *, sigma: float, count: int, seed: int = 0, batch_size: int = 16
+    ) -> list[np.ndarray]:
+        """Section 10's random jittering: G*(z* + sigma * eps, e*), eps ~ N(0, I)."""
+        if not sigma >= 0:
+            raise BadInputError(f"jitter strength {sigma} must be zero or positive.")
+        if count < 1:
+            raise BadInputError(f"jitter count {count} must be at least 1.")
+        generator = self._generator_for(state)
+        rng = torch.Generator().manual_seed(seed)
+        noise = torch.randn(count, state.z.shape[1], generator=rng)
+        images: list[np.ndarray] = []
+        for start in range(0, count, batch_size):
+            z = state.z + sigma * noise[start : start + batch_size]
+            embedding = state.class_embedding.expand(z.shape[0], -1)
+            images += self._render(generator, z, embedding, state.use_in)
+        return images
+
+    def jitter_latents(self, state: GeneratorState, *, sigma: float, count: int, seed: int = 0) -> torch.Tensor:
+        rng = torch.Generator().manual_seed(seed)
+        return state.z + sigma * torch.randn(count, state.z.shape[1], generator=rng)
+
+    def class_index_from(self, value: str | int) -> int:
+        """A class by index or (case-insensitive, unique-prefix) name."""
+        n_classes = self.G.config.n_classes
+        return resolve_class(value, self.model.class_names, n_classes)
+
+    def transfer(self, state: GeneratorState, class_index: int) -> np.ndarray:
+        """Category transfer: the fine-tuned G and z* with another class's embedding."""
+        return self.transfer_many(state, [class_index])[0]
+
+    def transfer_many(self, state: GeneratorState, classes: Sequence[int], *, batch_size: int = 16) -> list[np.ndarray]:
+        generator = self._generator_for(state)
+        for class_index in classes:
+            if not 0 <= class_index < self.G.config.n_classes:
+                raise BadInputError(f"class index {class_index} is outside this model's classes.")
+        images: list[np.ndarray] = []
+        for start in range(0, len(classes), batch_size):
+            chunk = list(classes[start : start + batch_size])
+            index = torch.tensor(chunk, device=self.device)
+            embedding = generator.shared(index).float()
+            # The result's own class keeps the exact embedding it was rendered with.
+            for row, class_index in enumerate(chunk):
+                if class_index == state.class_index:
+                    embedding[row] = state.class_embedding[0].to(self.device)
+            z = state.z.expand(len(chunk), -1)
+            images += self._render(generator, z, embedding, state.use_in)
+        return images
+
+    def morph(
+        self, state_a: GeneratorState, state_b: GeneratorState, lambdas: Sequence[float],
+        *, should_stop: threading.Event | None = None,
+    ) -> Iterator[tuple[float, np.ndarray]]:
+        """Morph A -> B: z, class embedding and every weight/buffer at (1 - lambda) A + lambda B.
+
+        lambda = 0 renders A and lambda = 1 renders B. One preallocated
+        generator is rewritten in place for each frame.
+        """
+        self._check_state(state_a)
+        self._check_state(state_b)
+        morpher = MorphRenderer(self, state_a, state_b)
+        for value in lambdas:
+            if should_stop is not None and should_stop.is_set():
+                return
+            yield float(value), morpher.render(float(value))
+
+
+class MorphRenderer:
+    """Renders interpolations between two states with one preallocated generator."""
+
+    def __init__(self, engine: Engine, state_a: GeneratorState, state_b: GeneratorState) -> None:
+        import copy
+
+        self.engine = engine
+        self.state_a, self.state_b = state_a, state_b
+        self.generator = copy.deepcopy(engine.G).eval().requires_grad_(False)
+        self.generator.to(memory_format=torch.channels_last)
+        self.entries = []
+        own = self.generator.state_dict()
+        device = engine.device
+        for key, target in own.items():
+            if not target.is_floating_point():
+                continue
+            delta_a = state_a.weight_delta.get(key)
+            delta_b = state_b.weight_delta.get(key)
+            if delta_a is None and delta_b is None:
+                continue
+            base = engine._base_state[key]
+            self.entries.append((
+                target, base,
+                delta_a.to(device, target.dtype) if delta_a is not None else None,
+                delta_b.to(device, target.dtype) if delta_b is not None else None,
+            ))
+        # Entries unchanged by both states keep the base value.
+        with torch.no_grad():
+            for key, target in own.items():
+                if target.is_floating_point():
+                    target.copy_(engine._base_state[key])
+        self.use_in = state_a.use_in and state_b.use_in
+
+    @torch.no_grad()
+    def render(self, lam: float) -> np.ndarray:
+        for target, base, delta_a, delta_b in self.entries:
+            target.copy_(base)
+            if delta_a is not None:
+                target.add_(delta_a, alpha=1.0 - lam)
+            if delta_b is not None:
+                target.add_(delta_b, alpha=lam)
+        for layer in spectral_norm_layers(self.generator):
+            layer.freeze_normalized_weight()
+        z = (1.0 - lam) * self.state_a.z + lam * self.state_b.z
+        embedding = (1.0 - lam) * self.state_a.class_embedding + lam * self.state_b.class_embedding
+        return self.engine._render(self.generator, z, embedding, self.use_in)[0]
+
+
+def resolve_class(value: str | int, class_names: Sequence[str], n_classes: int) -> int:
+    """Class index from an index (int or digits) or a name (exact, then unique prefix/substring)."""
+    if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+        index = int(value)
+        if not 0 <= index < n_classes:
+            raise BadInputError(f"class index {index} is outside this model's {n_classes} classes (0–{n_classes - 1}).")
+        return index
+    query = str(value).strip().lower()
+    names = [name.lower() for name in class_names]
+    exact = [i for i, name in enumerate(names) if name == query]
+    if exact:
+        return exact[0]
+    partial = [i for i, name in enumerate(names) if query in name]
+    if len(partial) == 1:
+        return partial[0]
+    if not partial:
+        raise BadInputError(f"unknown class name {value!r}: no class of this model matches it.")
+    examples = ", ".join(class_names[i] for i in partial[:4])
+    raise BadInputError(f"class name {value!r} is ambiguous: it matches {len(partial)} classes ({examples}, …).")

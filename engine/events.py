@@ -1,0 +1,126 @@
+"""Events streamed by the engine's long-running jobs (restore, exports).
+
+Every job is a Python generator yielding these frozen dataclasses; the CLI,
+the tests and the desktop app's worker thread consume the same stream. Arrays
+in events are copies owned by the event (H x W x 3 ``uint8``, C-contiguous),
+so they may cross threads freely.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from engine.state import RestoreResult
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """One stage of a DGP schedule as it will run."""
+
+    index: int               # 0-based
+    iterations: int
+    unlocked_groups: int     # G parameter groups fine-tuned (from the shallow end)
+    total_groups: int
+    feature_layers: int      # trailing D features in the loss
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything needed for exact progress and ETA before the run starts."""
+
+    task: str
+    preset: str
+    search_candidates: int
+    stages: tuple[StagePlan, ...]
+    total_steps: int         # optimisation iterations over all stages
+    device: str
+    precision: str
+
+
+@dataclass(frozen=True)
+class Started:
+    plan: RunPlan
+
+
+@dataclass(frozen=True)
+class SearchProgress:
+    """Latent search: ``done`` of ``total`` candidates scored."""
+
+    done: int
+    total: int
+    seconds_per_candidate: float
+
+
+@dataclass(frozen=True)
+class SearchFinished:
+    class_index: int
+    top_classes: tuple[tuple[int, float], ...]  # (class index, best loss), best first
+    loss: float
+
+
+@dataclass(frozen=True)
+class StageBegan:
+    stage: StagePlan
+    first_step: int          # global step (1-based) of this stage's first iteration
+
+
+@dataclass(frozen=True)
+class Step:
+    stage: int
+    step: int                # global, 1-based
+    total_steps: int
+    losses: dict[str, float]
+    seconds_per_step: float
+    eta_seconds: float
+
+
+@dataclass(frozen=True)
+class Frame:
+    """The current output and what the loss compares ("what the model sees")."""
+
+    stage: int
+    step: int
+    total_steps: int
+    image: np.ndarray        # G(z) at model resolution, H x W x 3 uint8
+    degraded: np.ndarray     # phi(G(z)), H x W x 3 uint8
+    target: np.ndarray       # x_hat, the degraded input, H x W x 3 uint8
+    losses: dict[str, float]
+    seconds_per_step: float
+
+
+@dataclass(frozen=True)
+class Notice:
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    result: RestoreResult
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """The run was stopped; ``result`` holds the best state reached (or None before any step)."""
+
+    result: RestoreResult | None
+    reason: str = "cancelled"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Generic progress of non-DGP jobs (exports, batch rendering)."""
+
+    done: int
+    total: int
+    detail: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Event = (
+    Started | SearchProgress | SearchFinished | StageBegan | Step | Frame | Notice | Finished
+    | Cancelled | Progress
+)

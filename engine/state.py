@@ -1,0 +1,169 @@
+"""Result states of a DGP run and what is done with them.
+
+A :class:`GeneratorState` is what a restore leaves behind for manipulation
+(DGP section 10): the fine-tuned generator kept as its *difference* from the
+base model's weights (only entries that changed), the optimised latent z*,
+the class and its embedding, whether the instance-norm switch was on, and
+the identity of the base model. Applying a state to the base generator
+reproduces the fine-tuned one; states are saved as safetensors with a JSON
+description in the metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.biggan import Generator
+from engine.errors import BadInputError
+
+STATE_FORMAT = "dgp-studio-state"
+STATE_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class GeneratorState:
+    """Everything a manipulation needs from a finished (or cancelled) restore."""
+
+    model_identity: str
+    weight_delta: dict[str, torch.Tensor]   # theta* - theta_base, changed entries only (CPU)
+    z: torch.Tensor                          # (1, dim_z) float32, CPU
+    class_index: int
+    class_embedding: torch.Tensor            # (1, shared_dim) float32: G*.shared(class)
+    use_in: bool = False
+    task: str = ""
+    preset: str = ""
+    info: dict = field(default_factory=dict, compare=False)
+
+    @staticmethod
+    def capture(
+        base: Generator, tuned: Generator, z: torch.Tensor, class_index: int, *,
+        model_identity: str, use_in: bool, task: str = "", preset: str = "", info: dict | None = None,
+    ) -> GeneratorState:
+        base_state = base.state_dict()
+        delta: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            for key, value in tuned.state_dict().items():
+                if not value.is_floating_point():
+                    continue
+                difference = value.detach().float().cpu() - base_state[key].detach().float().cpu()
+                if torch.count_nonzero(difference):
+                    delta[key] = difference.contiguous()
+            index = torch.tensor([class_index], device=next(tuned.parameters()).device)
+            embedding = tuned.shared(index).detach().float().cpu()
+        return GeneratorState(
+            model_identity=model_identity,
+            weight_delta=delta,
+            z=z.detach().float().cpu().reshape(1, -1).clone(),
+            class_index=int(class_index),
+            class_embedding=embedding,
+            use_in=use_in,
+            task=task,
+            preset=preset,
+            info=dict(info or {}),
+        )
+
+    # -- applying -------------------------------------------------------------
+    def apply_to(self, generator: Generator, base_state: dict[str, torch.Tensor]) -> Generator:
+        """Load ``base + delta`` into ``generator`` in place (no new tensors per entry)."""
+        with torch.no_grad():
+            own = generator.state_dict()
+            for key, target in own.items():
+                if not target.is_floating_point():
+                    continue
+                target.copy_(base_state[key])
+                if key in self.weight_delta:
+                    target.add_(self.weight_delta[key].to(target.device, target.dtype))
+        # The IN parameters in the state were set by the run; do not re-initialise.
+        generator._in_initialised = self.use_in
+        return generator
+
+    # -- persistence ------------------------------------------------------------
+    def save(self, path: str | os.PathLike, *, delta_dtype: torch.dtype = torch.float32) -> Path:
+        """Write the state as safetensors (atomically: temporary file, then rename)."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        tensors = {f"delta.{k}": v.to(delta_dtype).contiguous() for k, v in self.weight_delta.items()}
+        tensors["z"] = self.z.contiguous()
+        tensors["class_embedding"] = self.class_embedding.contiguous()
+        description = {
+            "format": STATE_FORMAT,
+            "version": STATE_FORMAT_VERSION,
+            "model_identity": self.model_identity,
+            "class_index": self.class_index,
+            "use_in": self.use_in,
+            "task": self.task,
+            "preset": self.preset,
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "info": self.info,
+        }
+        temporary = path.with_name(path.name + ".tmp")
+        save_file(tensors, str(temporary), metadata={"state": json.dumps(description)})
+        os.replace(temporary, path)
+        return path
+
+    @staticmethod
+    def load(path: str | os.PathLike) -> GeneratorState:
+        from safetensors import SafetensorError, safe_open
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not path.is_file():
+            raise BadInputError(f"{path}: the state file does not exist.")
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+            tensors = load_file(str(path))
+            description = json.loads(metadata["state"])
+        except (SafetensorError, OSError, KeyError, json.JSONDecodeError, ValueError) as error:
+            raise BadInputError(f"{path}: not a dgp-studio state file or truncated ({error}).") from None
+        if description.get("format") != STATE_FORMAT:
+            raise BadInputError(f"{path}: not a dgp-studio state file.")
+        if int(description.get("version", 0)) > STATE_FORMAT_VERSION:
+            raise BadInputError(f"{path}: the state was written by a newer dgp-studio.")
+        delta = {k[len("delta."):]: v.float() for k, v in tensors.items() if k.startswith("delta.")}
+        return GeneratorState(
+            model_identity=description["model_identity"],
+            weight_delta=delta,
+            z=tensors["z"].float(),
+            class_index=int(description["class_index"]),
+            class_embedding=tensors["class_embedding"].float(),
+            use_in=bool(description.get("use_in", False)),
+            task=description.get("task", ""),
+            preset=description.get("preset", ""),
+            info=description.get("info", {}),
+        )
+
+    def nbytes(self, delta_dtype: torch.dtype = torch.float32) -> int:
+        element = torch.tensor([], dtype=delta_dtype).element_size()
+        return sum(v.numel() for v in self.weight_delta.values()) * element + 4 * (
+            self.z.numel() + self.class_embedding.numel()
+        )
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """What a restore returns: images, the manipulable state and how it went."""
+
+    image: np.ndarray                # G(z*) at model resolution, H x W x 3 uint8
+    degraded: np.ndarray             # phi(G(z*)) uint8
+    target: np.ndarray               # x_hat uint8
+    state: GeneratorState
+    class_index: int
+    top_classes: tuple[tuple[int, float], ...]
+    losses: dict[str, float]
+    steps_done: int
+    total_steps: int
+    seconds: float
+    task: str
+    preset: str
+    cancelled: bool = False
+    composite: np.ndarray | None = None   # full-resolution result (H x W x 3 uint8), if an image was given
+    notes: tuple[str, ...] = ()
