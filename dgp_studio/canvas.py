@@ -399,11 +399,11 @@ class ImageCanvas(QGraphicsView):
         self._result_item.setPos(0, 0)
         self._result_item.setVisible(not self._showing_original)
 
-    def show_live_frame(self, rgb: np.ndarray) -> None:
-        """Show a model-resolution frame stretched over the region of interest."""
+    def show_live_frame(self, rgb: np.ndarray, *, roi: tuple[int, int, int] | None = None) -> None:
+        """Show a model-resolution frame stretched over ``roi`` (default: the current region of interest)."""
         if self._roi_item is None:
             return
-        left, top, size = self._roi_item.roi()
+        left, top, size = roi if roi is not None else self._roi_item.roi()
         self._result_item.setPixmap(QPixmap.fromImage(rgb_to_qimage(rgb)))
         scale = size / max(rgb.shape[1], 1)
         self._result_item.setTransform(QTransform.fromScale(scale, scale))

@@ -35,6 +35,7 @@ class HistoryEntry:
     seconds: float
     cancelled: bool = False
     source_path: str | None = None
+    photo_serial: int = 0            # which opened photo it belongs to (the window counts them)
     finished_at: float = field(default_factory=time.time)
 
     def caption(self) -> str:

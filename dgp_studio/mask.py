@@ -374,47 +374,6 @@ class MaskLayer(QObject):
             temporary.unlink(missing_ok=True)
             raise BadInputError(f"Could not write the mask to {target}: {error.strerror or error}.") from error
 
-    def import_png(self, path: str | Path) -> bool:
-        """Replace the mask with an image file (bright = missing, threshold at half), undoably.
-
-        Raises
-        ------
-        BadInputError
-            When the file cannot be read or its size differs from the photo's.
-        """
-        source = Path(path)
-        loaded = read_mask_file(source)
-        if loaded.shape != self._mask.shape:
-            raise BadInputError(
-                f"The mask {source.name} is {loaded.shape[1]} \u00d7 {loaded.shape[0]} pixels but the photo is "
-                f"{self.width} \u00d7 {self.height}."
-            )
-        return self._push_replacement(loaded, text="Import mask")
-
-
-def read_mask_file(path: Path) -> np.ndarray:
-    """Read a mask image as ``(H, W)`` ``uint8`` in {0, 1} (luminance ≥ 128 = missing).
-
-    A file whose only information is its alpha channel (an opaque-or-clear
-    PNG) is read from alpha instead: transparent = missing.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-                rgba = np.asarray(image.convert("RGBA"))
-                alpha = rgba[:, :, 3]
-                if alpha.min() < 255 and rgba[:, :, :3].max() == rgba[:, :, :3].min():
-                    return (alpha < 128).astype(np.uint8)
-            luminance = np.asarray(image.convert("L"))
-    except FileNotFoundError as error:
-        raise BadInputError(f"The mask file {path} does not exist.") from error
-    except (UnidentifiedImageError, OSError) as error:
-        raise BadInputError(f"The mask file {path} is not an image that can be read.") from error
-    return (luminance >= 128).astype(np.uint8)
-
 
 def _bounding_rect(changed: np.ndarray) -> PixelRect:
     rows = np.flatnonzero(changed.any(axis=1))

@@ -79,8 +79,21 @@ class AppSettings:
         return self.threads or None
 
 
+CONFIG_DIR_VARIABLE = "DGP_STUDIO_CONFIG_DIR"
+
+
 def config_dir() -> Path:
-    """The per-user folder for settings and user presets (created on demand)."""
+    """The per-user folder for settings and user presets (created on demand).
+
+    ``platformdirs.user_config_dir("dgp-studio")``, unless the environment
+    variable ``DGP_STUDIO_CONFIG_DIR`` names another folder (portable
+    installs, tests).
+    """
+    override = os.environ.get(CONFIG_DIR_VARIABLE)
+    if override:
+        folder = Path(override)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
     return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False, ensure_exists=True))
 
 

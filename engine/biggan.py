@@ -166,9 +166,8 @@ class SpectralNormMixin:
             u = F.normalize(v @ w.t(), dim=1, eps=self.sn_eps)
             if self.training:
                 self.u0.copy_(u)
-        # sigma = v W^T u^T with gradient through W only; computed as the
-        # contraction <W, u^T v> so the backward is a single outer product.
-        sigma = (weight_matrix * (u.t() @ v).to(weight_matrix.dtype)).sum()
+        # sigma = v W^T u'^T with gradient through W only (u', v constants).
+        sigma = (v.to(weight_matrix.dtype) @ weight_matrix.t() @ u.t().to(weight_matrix.dtype)).reshape(())
         if self.training:
             with torch.no_grad():
                 self.sv0.copy_(sigma.detach().reshape(1))
@@ -201,12 +200,25 @@ class SpectralNormMixin:
         self._frozen_weight = None
 
 
+def _scale_output_instead(weight: torch.Tensor, x: torch.Tensor, out_channels: int) -> bool:
+    """Whether W has more elements than the layer's output (batch x out x positions)."""
+    positions = x.shape[2] * x.shape[3] if x.dim() == 4 else 1
+    return weight.numel() > x.shape[0] * out_channels * positions
+
+
 class SNConv2d(nn.Conv2d, SpectralNormMixin):
     def __init__(self, *args, sn_eps: float = SN_EPS, **kwargs) -> None:
         nn.Conv2d.__init__(self, *args, **kwargs)
         self._init_spectral_norm(self.out_channels, eps=sn_eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._frozen_weight is None and _scale_output_instead(self.weight, x, self.out_channels):
+            # conv(x, W / sigma) == conv(x, W) / sigma: for weights larger than
+            # the activation, dividing the output is far cheaper (forward and
+            # backward) than normalising every weight.
+            out = F.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation, self.groups)
+            out = out / self.spectral_sigma().to(out.dtype)
+            return out if self.bias is None else out + self.bias.to(out.dtype).view(1, -1, 1, 1)
         weight = self.normalized_weight()
         bias = self.bias
         if weight.dtype != x.dtype and not torch.is_autocast_enabled(x.device.type):
@@ -222,6 +234,9 @@ class SNLinear(nn.Linear, SpectralNormMixin):
         self._init_spectral_norm(self.out_features, eps=sn_eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._frozen_weight is None and _scale_output_instead(self.weight, x, self.out_features):
+            out = F.linear(x, self.weight) / self.spectral_sigma()
+            return out if self.bias is None else out + self.bias
         weight = self.normalized_weight()
         bias = self.bias
         if bias is not None and self._frozen_weight is not None and bias.dtype != weight.dtype:

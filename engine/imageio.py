@@ -13,10 +13,11 @@ import hashlib
 import io
 import json
 import os
-import tempfile
+import secrets
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -168,7 +169,7 @@ def _open_decoded(path: Path, data: bytes) -> Image.Image:
     return image
 
 
-def _exif_upright(path: Path, image: Image.Image, notes: list[str]) -> Image.Image:
+def _exif_upright(image: Image.Image, notes: list[str]) -> Image.Image:
     """Apply the EXIF orientation so that the array matches what viewers show."""
     try:
         orientation = image.getexif().get(_EXIF_ORIENTATION_TAG, 1)
@@ -273,14 +274,15 @@ def _split_modes(path: Path, image: Image.Image, notes: list[str]) -> tuple[Imag
         return Image.fromarray(_integer_to_8bit(path, samples, 16, notes), mode="L"), None
     if mode == "I":
         samples = np.asarray(image)
-        return Image.fromarray(_integer_to_8bit(path, samples, _integer_bit_depth(image), notes), mode="L"), None
+        eight_bit = _integer_to_8bit(path, samples, _integer_bit_depth(image), notes)
+        return Image.fromarray(eight_bit, mode="L"), None
     if mode == "F":
         samples = np.asarray(image)
         return Image.fromarray(_float_to_8bit(path, samples, notes), mode="L"), None
     raise BadInputError(f"{path} has the unsupported pixel mode {mode!r}.")
 
 
-def _to_srgb(path: Path, base: Image.Image, icc_profile: bytes | None, notes: list[str]) -> Image.Image:
+def _to_srgb(base: Image.Image, icc_profile: bytes | None, notes: list[str]) -> Image.Image:
     """Convert an 8-bit RGB/L/CMYK image to sRGB RGB, through its embedded ICC profile if any.
 
     A profile that is already sRGB is not applied (an sRGB→sRGB round trip through
@@ -361,9 +363,9 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
         notes.append(f"used the first of {frames} frames")
     original_mode = image.mode
     icc_profile = image.info.get("icc_profile")
-    upright = _exif_upright(path, image, notes)
+    upright = _exif_upright(image, notes)
     base, alpha = _split_modes(path, upright, notes)
-    rgb_image = _to_srgb(path, base, icc_profile, notes)
+    rgb_image = _to_srgb(base, icc_profile, notes)
     rgb = np.ascontiguousarray(np.asarray(rgb_image, dtype=np.uint8))
     if rgb.ndim != 3 or rgb.shape[2] != 3:  # defensive: every branch above ends in RGB
         raise BadInputError(f"{path} could not be converted to RGB (got shape {rgb.shape}).")
@@ -413,7 +415,7 @@ def load_mask(path: str | os.PathLike[str], *, size: tuple[int, int]) -> np.ndar
     expected_width, expected_height = (int(v) for v in size)
     data = _read_file_bytes(path)
     image = _open_decoded(path, data)
-    image = _exif_upright(path, image, [])
+    image = _exif_upright(image, [])
     if image.size != (expected_width, expected_height):
         raise BadInputError(
             f"{path.name} is {image.width}×{image.height} but the image is "
@@ -421,7 +423,8 @@ def load_mask(path: str | os.PathLike[str], *, size: tuple[int, int]) -> np.ndar
         )
     mode = image.mode
     if mode in ("P", "PA"):
-        image = image.convert("RGBA") if (mode == "PA" or "transparency" in image.info) else image.convert("L")
+        has_transparency = mode == "PA" or "transparency" in image.info
+        image = image.convert("RGBA") if has_transparency else image.convert("L")
         mode = image.mode
     if mode in ("RGBA", "RGBa", "LA", "La"):
         with_alpha = np.asarray(image.convert("RGBA"))
@@ -501,6 +504,24 @@ def _encoder_options(
     return options
 
 
+def _create_temporary_beside(path: Path, folder: Path) -> tuple[Path, BinaryIO]:
+    """Create a new hidden file next to ``path`` (same filesystem, so the rename is atomic).
+
+    Opened with mode "xb" rather than through ``tempfile.mkstemp``: mkstemp makes files
+    readable by the owner only (0600), which the final image would inherit; "xb" gives the
+    usual permissions (0666 minus the umask) and still never reuses an existing name.
+    """
+    for _ in range(100):
+        candidate = folder / f".{path.name}.{secrets.token_hex(6)}.part"
+        try:
+            return candidate, open(candidate, "xb")  # noqa: SIM115 - closed by the caller's with
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise BadInputError(f"{path} cannot be written ({error.strerror or error}).") from error
+    raise BadInputError(f"{path} cannot be written (no free temporary name in {folder}).")
+
+
 def save_image(
     rgb: np.ndarray,
     path: str | os.PathLike[str],
@@ -571,10 +592,9 @@ def save_image(
             raise BadInputError(f"metadata for {path} must map text to text, got {key!r}: {value!r}.")
     options = _encoder_options(format_name, quality=quality, metadata=metadata, path=path)
 
-    descriptor, temporary_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
-    temporary = Path(temporary_name)
+    temporary, stream = _create_temporary_beside(path, folder)
     try:
-        with os.fdopen(descriptor, "wb") as stream:
+        with stream:
             Image.fromarray(np.ascontiguousarray(rgb), mode="RGB").save(stream, format=format_name, **options)
             stream.flush()
             os.fsync(stream.fileno())

@@ -19,6 +19,16 @@ IMAGENET_CLASS_COUNT = 1000
 
 def _resource_roots() -> list[Path]:
     roots = [Path(__file__).resolve().parent.parent / "resources"]
+    # A regular (non-editable) install ships the folder as the package
+    # ``dgp_studio_resources`` (see pyproject.toml's package-dir).
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("dgp_studio_resources")
+        if spec is not None and spec.submodule_search_locations:
+            roots.extend(Path(location) for location in spec.submodule_search_locations)
+    except (ImportError, ValueError):
+        pass
     bundle_root = getattr(sys, "_MEIPASS", None)  # set by PyInstaller at run time
     if bundle_root:
         roots.append(Path(bundle_root) / "resources")

@@ -2,7 +2,8 @@
 
 ``QT_QPA_PLATFORM`` is set before anything can import Qt, so app tests run
 without a display. With ``DGP_STUDIO_BLOCK_QT=1`` in the environment (CI's
-engine-only run, together with ``-p no:pytest-qt``), importing PySide6,
+engine-only run, together with ``-p no:pytest-qt -p no:platformdirs``, the
+two plugins that import those packages themselves), importing PySide6,
 shiboken6, qasync or platformdirs raises ``ModuleNotFoundError``: an engine
 module that reaches for the GUI stack fails its tests instead of passing
 only because the packages happen to be installed.
@@ -49,11 +50,12 @@ if _qt_is_blocked():
         name for name in sys.modules if name.partition(".")[0] in BLOCKED_TOP_LEVEL_MODULES
     )
     if already_imported:
-        # A plugin imported Qt before this file ran (pytest-qt does so at
-        # configure time), so the block could not prove anything.
+        # A pytest plugin imported them before this file ran, so the block
+        # could not prove anything: pytest-qt and platformdirs both register
+        # plugins through entry points.
         raise RuntimeError(
             f"{BLOCK_QT_VARIABLE}=1 but {', '.join(already_imported)} was imported before "
-            f"tests/conftest.py; run pytest with -p no:pytest-qt."
+            f"tests/conftest.py; run pytest with -p no:pytest-qt -p no:platformdirs."
         )
     sys.meta_path.insert(0, _BlockedModuleFinder())
 
@@ -88,6 +90,12 @@ def require_shared_path(*parts: str) -> Path:
     if found is None:
         pytest.skip(f"reference file shared/{'/'.join(parts)} is not available on this machine")
     return found
+
+
+@pytest.fixture(scope="session")
+def shared_file():
+    """``shared_file(*parts)``: a path under ``shared/``; skips the test if it is absent."""
+    return require_shared_path
 
 
 @pytest.fixture(scope="session")

@@ -255,7 +255,9 @@ def test_truncated_jpeg_is_refused_by_name(tmp_path: Path) -> None:
         ("noise.bin", bytes(range(256)) * 4, "not an image"),
     ],
 )
-def test_unreadable_files_are_refused_by_name(tmp_path: Path, name: str, content: bytes, expected: str) -> None:
+def test_unreadable_files_are_refused_by_name(
+    tmp_path: Path, name: str, content: bytes, expected: str
+) -> None:
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(BadInputError, match=expected) as caught:
@@ -365,6 +367,16 @@ def test_save_refuses_existing_file_unless_overwrite(tmp_path: Path) -> None:
     save_image(second, target, overwrite=True)
     np.testing.assert_array_equal(np.asarray(Image.open(target).convert("RGB")), second)
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]  # no temporary file left
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_saved_file_gets_ordinary_permissions(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    try:
+        target = save_image(_random_rgb(2, 2), tmp_path / "shared.png")
+    finally:
+        os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o644  # not the 0600 of a mkstemp file
 
 
 def test_png_metadata_round_trips_as_text_chunks(tmp_path: Path) -> None:

@@ -1,0 +1,999 @@
+"""The main window: open a photo, paint what is missing, pick a class, restore, compare, save.
+
+Heavy work is never done here: the model and torch live on the engine thread
+(:class:`dgp_studio.worker.EngineController`), file decoding/encoding on a
+small background pool (:class:`dgp_studio.background.BackgroundJobs`). This
+module imports neither torch nor ``engine.api``, so the window appears
+before any of that is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QGuiApplication,
+    QKeyEvent,
+    QKeySequence,
+    QUndoGroup,
+)
+from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QApplication,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QMessageBox,
+    QPlainTextEdit,
+    QPushButton,
+    QScrollArea,
+    QSlider,
+    QSpinBox,
+    QSplitter,
+    QTextEdit,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from dgp_studio import APP_DISPLAY_NAME
+from dgp_studio.background import BackgroundJobs
+from dgp_studio.canvas import ImageCanvas, Tool
+from dgp_studio.class_picker import ClassPicker
+from dgp_studio.history import HistoryEntry, HistoryStrip
+from dgp_studio.imaging import image_size_text, qimage_alpha, qimage_to_rgb
+from dgp_studio.mask import MaskLayer
+from dgp_studio.progress import RunProgressPanel
+from dgp_studio.settings import (
+    AppSettings,
+    SettingsDialog,
+    config_dir,
+    load_settings,
+    save_settings,
+    window_state,
+)
+from dgp_studio.task_panel import TASK_LABELS, TaskPanel
+from dgp_studio.worker import (
+    EngineController,
+    EngineFactory,
+    JobDescription,
+    ModelInfo,
+    RestoreJob,
+    error_sentence,
+)
+from engine.errors import BadInputError
+from engine.events import (
+    Cancelled,
+    Finished,
+    Notice,
+    SearchFinished,
+    SearchProgress,
+    StageBegan,
+    Started,
+    Step,
+)
+
+LOG = logging.getLogger(__name__)
+
+FRAME_DISPLAY_INTERVAL_S = 1 / 15     # at most ~15 canvas updates per second during a run
+DESCRIBE_DELAY_MS = 250               # wait for the user to stop dragging before re-describing
+MAX_RECENT_FILES = 10
+OPEN_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif);;All files (*)"
+SAVE_FILTERS = {"PNG image (*.png)": ".png", "JPEG image (*.jpg *.jpeg)": ".jpg", "WebP image (*.webp)": ".webp"}
+MASK_FILTER = "PNG mask (*.png);;Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff);;All files (*)"
+
+
+class ErrorDialog(QMessageBox):
+    """One clear sentence, with the technical details folded away under "Show Details…"."""
+
+    def __init__(self, sentence: str, details: str = "", *, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setIcon(QMessageBox.Icon.Warning)
+        self.setWindowTitle(APP_DISPLAY_NAME)
+        self.setText(sentence)
+        if details.strip():
+            self.setDetailedText(details)
+        self.setStandardButtons(QMessageBox.StandardButton.Ok)
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+
+
+def _is_text_input(widget: QWidget | None) -> bool:
+    return isinstance(widget, (QLineEdit, QAbstractSpinBox, QTextEdit, QPlainTextEdit))
+
+
+class MainWindow(QMainWindow):
+    """The dgp-studio window.
+
+    Parameters
+    ----------
+    app_settings : AppSettings, optional
+        Preferences to use instead of reading the settings file.
+    engine_factory : callable, optional
+        ``settings -> engine`` for the engine thread (tests pass a tiny model).
+
+    Signals
+    -------
+    photoOpened(str)
+        A photo is shown (its name).
+    resultAdded(object)
+        A :class:`HistoryEntry` joined the history.
+    resultSaved(str)
+        A result was written to this path.
+    errorShown(str)
+        An error dialog opened with this sentence.
+    """
+
+    photoOpened = Signal(str)
+    resultAdded = Signal(object)
+    resultSaved = Signal(str)
+    errorShown = Signal(str)
+
+    def __init__(self, *, app_settings: AppSettings | None = None,
+                 engine_factory: EngineFactory | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(APP_DISPLAY_NAME)
+        self.setAcceptDrops(True)
+        self._settings_problem: str | None = None
+        if app_settings is None:
+            try:
+                app_settings = load_settings()
+            except BadInputError as error:
+                self._settings_problem = str(error)
+                app_settings = AppSettings()
+        self._app_settings = app_settings
+
+        self._photo: np.ndarray | None = None
+        self._photo_path: Path | None = None
+        self._photo_name = ""
+        self._photo_serial = 0
+        self._model_info: ModelInfo | None = None
+        self._current_job: RestoreJob | None = None
+        self._current_job_photo = 0
+        self._run_started_at = 0.0
+        self._last_frame_shown_at = 0.0
+        self._engine_loaded_once = False
+        self._closing = False
+        self.frames_shown = 0               # canvas updates from live frames (tests read it)
+        self.error_dialogs: list[ErrorDialog] = []
+        self._last_description: JobDescription | None = None
+
+        self._controller = EngineController(engine_factory=engine_factory,
+                                            user_preset_folders=(config_dir() / "presets",))
+        self._controller.set_settings(app_settings)
+        self._background = BackgroundJobs(self)
+        self._undo_group = QUndoGroup(self)
+
+        self._frame_timer = QTimer(self)
+        self._frame_timer.setSingleShot(True)
+        self._frame_timer.timeout.connect(self._show_latest_frame)
+        self._describe_timer = QTimer(self)
+        self._describe_timer.setSingleShot(True)
+        self._describe_timer.setInterval(DESCRIBE_DELAY_MS)
+        self._describe_timer.timeout.connect(self._describe_now)
+
+        self._build_widgets()
+        self._build_actions()
+        self._build_menus_and_toolbar()
+        self._connect_engine()
+        self._restore_window_state()
+        self._update_run_state()
+        QApplication.instance().installEventFilter(self)
+
+    # ================================================================ layout
+
+    def _build_widgets(self) -> None:
+        self.canvas = ImageCanvas()
+        self.canvas.filesDropped.connect(lambda paths: self.open_path(paths[0]))
+        self.canvas.roiChanged.connect(lambda *_: self._schedule_describe())
+        self.canvas.zoomChanged.connect(self._on_zoom_changed)
+        self.canvas.pointerMoved.connect(self._on_pointer_moved)
+        self.canvas.brushSizeChanged.connect(self._on_brush_size_changed)
+
+        self.split_slider = QSlider(Qt.Orientation.Horizontal)
+        self.split_slider.setRange(0, 1000)
+        self.split_slider.setValue(0)
+        self.split_slider.setToolTip("Drag right to reveal the original on the left (hold Tab to see it all)")
+        self.split_slider.valueChanged.connect(lambda value: self.canvas.set_split_fraction(value / 1000))
+        compare_row = QHBoxLayout()
+        compare_row.addWidget(QLabel("Compare: original"))
+        compare_row.addWidget(self.split_slider, 1)
+        compare_row.addWidget(QLabel("result  (hold Tab for the original)"))
+
+        self.history = HistoryStrip()
+        self.history.entrySelected.connect(self._on_history_selected)
+
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(self.canvas, 1)
+        left_layout.addLayout(compare_row)
+        left_layout.addWidget(self.history)
+
+        self.model_label = QLabel("Model: not loaded yet")
+        self.model_label.setWordWrap(True)
+        self.model_label.setStyleSheet("color: palette(mid);")
+        self.task_panel = TaskPanel()
+        self.task_panel.optionsChanged.connect(self._schedule_describe)
+        self.class_picker = ClassPicker()
+        self.class_picker.rerunRequested.connect(self.rerun_with_class)
+        self.class_picker.setMinimumHeight(220)
+        self.restore_button = QPushButton("Restore")
+        self.restore_button.setToolTip("Run the restoration (Ctrl+Enter)")
+        self.restore_button.setMinimumHeight(34)
+        self.restore_button.setStyleSheet("font-weight: bold;")
+        self.restore_button.clicked.connect(self.start_restore)
+        self.progress_panel = RunProgressPanel()
+        self.progress_panel.cancelRequested.connect(self.cancel_restore)
+
+        side = QWidget()
+        side_layout = QVBoxLayout(side)
+        side_layout.addWidget(self.model_label)
+        side_layout.addWidget(self.task_panel)
+        side_layout.addWidget(_separator())
+        side_layout.addWidget(self.class_picker, 1)
+        side_layout.addWidget(self.restore_button)
+        side_layout.addWidget(self.progress_panel)
+        scroll = QScrollArea()
+        scroll.setWidget(side)
+        scroll.setWidgetResizable(True)
+        scroll.setMinimumWidth(330)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(left)
+        splitter.addWidget(scroll)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 0)
+        splitter.setSizes([900, 360])
+        self.setCentralWidget(splitter)
+
+        self.zoom_label = QLabel()
+        self.pixel_label = QLabel()
+        self.size_label = QLabel()
+        for label in (self.pixel_label, self.size_label, self.zoom_label):
+            self.statusBar().addPermanentWidget(label)
+        self.statusBar().showMessage("Open a photo (Ctrl+O), drop one here, or paste one (Ctrl+V).")
+
+    def _build_actions(self) -> None:
+        def action(text: str, slot, shortcut: str | QKeySequence | list | None = None, *,
+                   tip: str = "") -> QAction:
+            created = QAction(text, self)
+            if shortcut is not None:
+                shortcuts = shortcut if isinstance(shortcut, list) else [shortcut]
+                created.setShortcuts([QKeySequence(item) for item in shortcuts])
+            if tip:
+                created.setToolTip(tip)
+                created.setStatusTip(tip)
+            created.triggered.connect(slot)
+            self.addAction(created)
+            return created
+
+        self.open_action = action("&Open\u2026", self.open_dialog, QKeySequence.StandardKey.Open,
+                                  tip="Open a photo")
+        self.paste_action = action("&Paste image", self.paste_from_clipboard, QKeySequence.StandardKey.Paste)
+        self.save_action = action("&Save result as\u2026", self.save_result_dialog, QKeySequence.StandardKey.Save,
+                                  tip="Save the selected result at full resolution")
+        self.import_mask_action = action("Import mask\u2026", self.import_mask_dialog)
+        self.export_mask_action = action("Export mask\u2026", self.export_mask_dialog)
+        self.settings_action = action("Se&ttings\u2026", self.open_settings, QKeySequence.StandardKey.Preferences)
+        self.quit_action = action("&Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        self.undo_action = self._undo_group.createUndoAction(self, "Undo")
+        self.undo_action.setShortcut(QKeySequence("Ctrl+Z"))
+        self.redo_action = self._undo_group.createRedoAction(self, "Redo")
+        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        self.addAction(self.undo_action)
+        self.addAction(self.redo_action)
+        self.clear_mask_action = action("Clear mask", self.clear_mask, "Ctrl+Shift+Backspace")
+        self.invert_mask_action = action("Invert mask", self.invert_mask, "Ctrl+I")
+        self.toggle_mask_action = action("Show mask", lambda checked: self.canvas.set_mask_visible(checked))
+        self.toggle_mask_action.setCheckable(True)
+        self.toggle_mask_action.setChecked(True)
+
+        self.fit_action = action("&Fit to window", self.canvas.fit_to_window, "Ctrl+0")
+        self.actual_size_action = action("&100 %", self.canvas.zoom_actual_size, "Ctrl+1")
+        self.zoom_in_action = action("Zoom &in", self.canvas.zoom_in, [QKeySequence.StandardKey.ZoomIn, "Ctrl+="])
+        self.zoom_out_action = action("Zoom &out", self.canvas.zoom_out, QKeySequence.StandardKey.ZoomOut)
+        self.reset_roi_action = action("Reset region to the centre square", self.canvas.reset_roi)
+
+        self.tool_group = QActionGroup(self)
+        self.tool_actions: dict[Tool, QAction] = {}
+        for tool, text, key, tip in (
+            (Tool.BRUSH, "Brush", "B", "Paint what is missing"),
+            (Tool.ERASER, "Eraser", "E", "Erase the mask"),
+            (Tool.RECTANGLE, "Rectangle", "M", "Fill a rectangle (Shift: erase it)"),
+            (Tool.REGION, "Region", "R", "Move and resize the square sent to the model"),
+            (Tool.HAND, "Hand", "H", "Pan (or hold Space, or drag with the middle button)"),
+        ):
+            tool_action = action(text, lambda _checked=False, chosen=tool: self.canvas.set_tool(chosen), key,
+                                 tip=f"{tip} ({key})")
+            tool_action.setCheckable(True)
+            self.tool_group.addAction(tool_action)
+            self.tool_actions[tool] = tool_action
+        self.tool_actions[Tool.BRUSH].setChecked(True)
+        self.shrink_brush_action = action("Smaller brush", self.canvas.shrink_brush, "[")
+        self.grow_brush_action = action("Larger brush", self.canvas.grow_brush, "]")
+
+        self.restore_action = action("&Restore", self.start_restore, ["Ctrl+Return", "Ctrl+Enter"],
+                                     tip="Run the restoration (Ctrl+Enter)")
+        self.cancel_action = action("&Cancel", self.cancel_restore, "Esc",
+                                    tip="Stop after the current iteration, keeping the best result (Esc)")
+
+    def _build_menus_and_toolbar(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction(self.open_action)
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        file_menu.addAction(self.paste_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.save_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.import_mask_action)
+        file_menu.addAction(self.export_mask_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        edit_menu = self.menuBar().addMenu("&Edit")
+        for item in (self.undo_action, self.redo_action, None, self.clear_mask_action, self.invert_mask_action,
+                     None, self.settings_action):
+            edit_menu.addSeparator() if item is None else edit_menu.addAction(item)
+        view_menu = self.menuBar().addMenu("&View")
+        for item in (self.fit_action, self.actual_size_action, self.zoom_in_action, self.zoom_out_action, None,
+                     self.toggle_mask_action, self.reset_roi_action):
+            view_menu.addSeparator() if item is None else view_menu.addAction(item)
+        tools_menu = self.menuBar().addMenu("&Tools")
+        for tool_action in self.tool_actions.values():
+            tools_menu.addAction(tool_action)
+        tools_menu.addSeparator()
+        tools_menu.addAction(self.shrink_brush_action)
+        tools_menu.addAction(self.grow_brush_action)
+        run_menu = self.menuBar().addMenu("&Run")
+        run_menu.addAction(self.restore_action)
+        run_menu.addAction(self.cancel_action)
+
+        toolbar = QToolBar("Main")
+        toolbar.setObjectName("main-toolbar")
+        toolbar.setIconSize(QSize(18, 18))
+        toolbar.setMovable(False)
+        toolbar.addAction(self.open_action)
+        toolbar.addAction(self.save_action)
+        toolbar.addSeparator()
+        for tool_action in self.tool_actions.values():
+            toolbar.addAction(tool_action)
+        self.brush_size_spin = QSpinBox()
+        self.brush_size_spin.setRange(1, 1000)
+        self.brush_size_spin.setSuffix(" px")
+        self.brush_size_spin.setToolTip("Brush size in image pixels ([ and ], or Alt+wheel)")
+        self.brush_size_spin.setValue(round(self.canvas.brush_size()))
+        self.brush_size_spin.valueChanged.connect(lambda value: self.canvas.set_brush_size(value))
+        toolbar.addWidget(QLabel(" Size "))
+        toolbar.addWidget(self.brush_size_spin)
+        toolbar.addSeparator()
+        for item in (self.undo_action, self.redo_action, self.clear_mask_action, self.invert_mask_action):
+            toolbar.addAction(item)
+        toolbar.addSeparator()
+        toolbar.addAction(self.fit_action)
+        toolbar.addAction(self.actual_size_action)
+        self.addToolBar(toolbar)
+
+    def _connect_engine(self) -> None:
+        worker = self._controller.worker
+        worker.modelLoading.connect(self._on_model_loading)
+        worker.modelLoaded.connect(self._on_model_loaded)
+        worker.eventsAvailable.connect(self._drain_events)
+        worker.frameAvailable.connect(self._on_frame_available)
+        worker.described.connect(self._on_described)
+        worker.failed.connect(self._on_engine_failed)
+        worker.runEnded.connect(self._on_run_ended)
+
+    # ============================================================ accessors
+
+    @property
+    def engine_controller(self) -> EngineController:
+        return self._controller
+
+    def photo(self) -> np.ndarray | None:
+        """The open photo, ``(H, W, 3)`` ``uint8`` (read-only), or None."""
+        return self._photo
+
+    def mask_layer(self) -> MaskLayer | None:
+        return self.canvas.mask_layer()
+
+    def model_info(self) -> ModelInfo | None:
+        return self._model_info
+
+    def is_running(self) -> bool:
+        return self._controller.is_running()
+
+    def app_settings(self) -> AppSettings:
+        return self._app_settings
+
+    # ======================================================== show & close
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if not self._engine_loaded_once:
+            self._engine_loaded_once = True
+            # The model (and torch) load on the engine thread once the window is up.
+            QTimer.singleShot(0, self._controller.load)
+            QTimer.singleShot(0, self._schedule_describe)
+            if self._settings_problem:
+                QTimer.singleShot(0, lambda: self.show_error(
+                    f"{self._settings_problem} The default settings are used instead."))
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self, *, timeout_ms: int = 10_000) -> bool:
+        """Cancel any run, stop the engine thread and background jobs, save window state.
+
+        Returns True when the engine thread ended within ``timeout_ms``.
+        """
+        if self._closing:
+            return True
+        self._closing = True
+        app = QApplication.instance()
+        if app is not None:
+            app.removeEventFilter(self)
+        self._describe_timer.stop()
+        self._frame_timer.stop()
+        self._save_window_state()
+        for dialog in list(self.error_dialogs):
+            dialog.close()
+        stopped = self._controller.shutdown(timeout_ms=timeout_ms)
+        self._background.wait(timeout_ms)
+        return stopped
+
+    def _restore_window_state(self) -> None:
+        state = window_state()
+        geometry = state.value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1280, 820)
+        window_layout = state.value("window/state")
+        if window_layout is not None:
+            self.restoreState(window_layout)
+
+    def _save_window_state(self) -> None:
+        state = window_state()
+        state.setValue("window/geometry", self.saveGeometry())
+        state.setValue("window/state", self.saveState())
+        state.sync()
+
+    # ================================================================ files
+
+    def open_dialog(self) -> None:
+        start = str(self._photo_path.parent) if self._photo_path else ""
+        path, _ = QFileDialog.getOpenFileName(self, "Open a photo", start, OPEN_FILTER)
+        if path:
+            self.open_path(path)
+
+    def open_path(self, path: str | Path) -> None:
+        """Decode ``path`` in the background and show it (``photoOpened`` follows, or an error dialog)."""
+        source = Path(path)
+        if self._controller.is_running():
+            self.cancel_restore()
+            self.statusBar().showMessage(f"Stopped the running restoration to open {source.name}.")
+        else:
+            self.statusBar().showMessage(f"Opening {source.name}\u2026")
+
+        def load():
+            from engine.imageio import load_image
+
+            return load_image(source)
+
+        def loaded(image) -> None:
+            self._add_recent_file(source)
+            self._set_photo(image.rgb, source_name=source.name, path=source, alpha=image.alpha)
+            for note in image.notes:
+                self.statusBar().showMessage(f"{source.name}: {note}", 8000)
+
+        self._background.submit(load, on_success=loaded,
+                                on_error=lambda error, details: self.show_error(error_sentence(error), details))
+
+    def paste_from_clipboard(self) -> None:
+        """Open the clipboard's image (or the first image file it names)."""
+        mime = QGuiApplication.clipboard().mimeData()
+        if mime is not None and mime.hasImage():
+            image = QGuiApplication.clipboard().image()
+            if not image.isNull():
+                self._set_photo(qimage_to_rgb(image), source_name="pasted image", path=None,
+                                alpha=qimage_alpha(image))
+                return
+        if mime is not None and mime.hasUrls():
+            files = [url.toLocalFile() for url in mime.urls() if url.isLocalFile()]
+            if files:
+                self.open_path(files[0])
+                return
+        self.statusBar().showMessage("The clipboard holds no image.", 5000)
+
+    def set_photo(self, rgb: np.ndarray, *, source_name: str = "image", path: Path | None = None) -> None:
+        """Show an in-memory photo (``(H, W, 3)`` ``uint8``) as if it had been opened."""
+        self._set_photo(rgb, source_name=source_name, path=path, alpha=None)
+
+    def _set_photo(self, rgb: np.ndarray, *, source_name: str, path: Path | None,
+                   alpha: np.ndarray | None) -> None:
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            self.show_error(f"{source_name} is not an RGB image with 8 bits per channel.")
+            return
+        photo = np.ascontiguousarray(rgb)
+        photo.flags.writeable = False        # jobs share it with the engine thread without copying
+        old_layer = self.canvas.mask_layer()
+        self._photo, self._photo_path, self._photo_name = photo, path, source_name
+        self._photo_serial += 1
+        layer = self.canvas.set_photo(photo)
+        if old_layer is not None:
+            self._undo_group.removeStack(old_layer.undo_stack)
+        self._undo_group.addStack(layer.undo_stack)
+        self._undo_group.setActiveStack(layer.undo_stack)
+        layer.undo_stack.indexChanged.connect(lambda _index: self._schedule_describe())
+        if alpha is not None and int(alpha.min()) < 128:
+            # Transparent pixels are missing pixels: start the mask from them (undoable).
+            layer.replace((alpha < 128).astype(np.uint8), text="Mask from transparency")
+            self.statusBar().showMessage(f"{source_name}: its transparent pixels were marked as missing.", 8000)
+        self.canvas.set_split_fraction(self.split_slider.value() / 1000)
+        self.size_label.setText(image_size_text(photo.shape[1], photo.shape[0]))
+        self.setWindowTitle(f"{source_name} \u2014 {APP_DISPLAY_NAME}")
+        self._update_run_state()
+        self._schedule_describe()
+        self.photoOpened.emit(source_name)
+
+    def _recent_files(self) -> list[str]:
+        value = window_state().value("recent_files", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(item) for item in (value or [])]
+
+    def _add_recent_file(self, path: Path) -> None:
+        resolved = str(path.resolve())
+        recent = [item for item in self._recent_files() if item != resolved]
+        state = window_state()
+        state.setValue("recent_files", [resolved, *recent][:MAX_RECENT_FILES])
+        state.sync()
+
+    def recent_files(self) -> list[str]:
+        """Recently opened files, newest first."""
+        return self._recent_files()
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = self._recent_files()
+        for path in recent:
+            entry = self.recent_menu.addAction(path)
+            entry.triggered.connect(lambda _checked=False, chosen=path: self.open_path(chosen))
+        if not recent:
+            empty = self.recent_menu.addAction("No recent files")
+            empty.setEnabled(False)
+
+    # ---------------------------------------------------------------- drops
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+        if event.mimeData().hasUrls() and any(url.isLocalFile() for url in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+        files = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
+        if files:
+            event.acceptProposedAction()
+            self.open_path(files[0])
+
+    # ================================================================= mask
+
+    def clear_mask(self) -> None:
+        layer = self.canvas.mask_layer()
+        if layer is not None:
+            layer.clear()
+
+    def invert_mask(self) -> None:
+        layer = self.canvas.mask_layer()
+        if layer is not None:
+            layer.invert()
+
+    def import_mask_dialog(self) -> None:
+        if self._photo is None:
+            self.statusBar().showMessage("Open a photo before importing its mask.", 5000)
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Import a mask", "", MASK_FILTER)
+        if path:
+            self.import_mask(path)
+
+    def import_mask(self, path: str | Path) -> None:
+        """Read a mask file in the background (white or opaque paint = missing) and apply it, undoably."""
+        layer = self.canvas.mask_layer()
+        if layer is None:
+            return
+        source = Path(path)
+        size = (layer.width, layer.height)
+
+        def load():
+            from engine.imageio import load_mask
+
+            return load_mask(source, size=size)
+
+        def loaded(mask: np.ndarray) -> None:
+            if self.canvas.mask_layer() is layer:
+                layer.replace((mask >= 0.5).astype(np.uint8), text="Import mask")
+                self.statusBar().showMessage(f"Imported the mask {source.name}.", 5000)
+
+        self._background.submit(load, on_success=loaded,
+                                on_error=lambda error, details: self.show_error(error_sentence(error), details))
+
+    def export_mask_dialog(self) -> None:
+        layer = self.canvas.mask_layer()
+        if layer is None:
+            self.statusBar().showMessage("There is no mask to export yet.", 5000)
+            return
+        suggested = self._suggested_path("mask", ".png")
+        path, _ = QFileDialog.getSaveFileName(self, "Export the mask", suggested, "PNG mask (*.png)")
+        if not path:
+            return
+        target = Path(path) if Path(path).suffix else Path(path).with_suffix(".png")
+        try:
+            layer.export_png(target)
+        except BadInputError as error:
+            self.show_error(str(error))
+            return
+        self.statusBar().showMessage(f"Saved the mask to {target}.", 5000)
+
+    # ============================================================== restore
+
+    def build_job(self, *, class_index: int | None | str = "picker") -> RestoreJob | None:
+        """The job the Restore button would run now, or None (with a message) when it cannot run."""
+        if self._photo is None:
+            self.show_error("Open a photo first: there is nothing to restore yet.")
+            return None
+        problem = self.task_panel.problem()
+        if problem:
+            self.show_error(problem)
+            return None
+        options = self.task_panel.options()
+        layer = self.canvas.mask_layer()
+        mask = None
+        if options.use_mask and layer is not None:
+            if layer.is_empty():
+                self.show_error("Paint the missing region first: inpainting fills the pixels you paint.")
+                return None
+            mask = layer.array.copy()
+        chosen = self.class_picker.selected_class() if class_index == "picker" else class_index
+        return RestoreJob(
+            image=self._photo, task=options.task, roi=self.canvas.roi(), mask=mask,
+            sr_factor=options.sr_factor, grayscale=options.grayscale, class_index=chosen,
+            preset=options.preset, quick=options.quick, seed=options.seed,
+            iteration_scale=options.iteration_scale, source_name=self._photo_name or "the photo",
+        )
+
+    def start_restore(self) -> bool:
+        """Send the current job to the engine thread; False when it cannot start now."""
+        if self._controller.is_running():
+            self.statusBar().showMessage("A restoration is already running.", 4000)
+            return False
+        job = self.build_job()
+        if job is None:
+            return False
+        if not self._controller.restore(job):
+            return False
+        self._current_job = job
+        self._current_job_photo = self._photo_serial
+        self._run_started_at = time.perf_counter()
+        self._last_frame_shown_at = 0.0
+        self.progress_panel.begin()
+        self.class_picker.clear_suggestions()
+        self.statusBar().showMessage(f"Restoring: {TASK_LABELS[job.task].lower()}\u2026")
+        self._update_run_state()
+        return True
+
+    def rerun_with_class(self, class_index: int) -> None:
+        """Select ``class_index`` and restore again with it."""
+        if self._controller.is_running():
+            self.statusBar().showMessage("Wait for the running restoration to end (or cancel it).", 4000)
+            return
+        if self.class_picker.selected_class() != class_index:
+            self.class_picker.set_selected_class(class_index)
+        self.start_restore()
+
+    def cancel_restore(self) -> None:
+        """Stop the running restoration after its current iteration; the best result is kept."""
+        if self._controller.is_running():
+            self._controller.cancel()
+            self.progress_panel.status_label.setText("Stopping after this iteration\u2026")
+
+    def _update_run_state(self) -> None:
+        running = self._controller.is_running()
+        can_run = self._photo is not None and not running
+        self.restore_button.setEnabled(can_run)
+        self.restore_action.setEnabled(can_run)
+        self.cancel_action.setEnabled(running)
+        self.progress_panel.cancel_button.setEnabled(running)
+        self.save_action.setEnabled(bool(self.history.count()))
+        self.restore_button.setText("Restoring\u2026" if running else "Restore")
+
+    # ---------------------------------------------------------- engine events
+
+    def _on_model_loading(self, what: str) -> None:
+        self.model_label.setText(f"Model: loading {what}\u2026")
+        self.statusBar().showMessage(f"Loading {what}\u2026")
+
+    def _on_model_loaded(self, info: ModelInfo) -> None:
+        self._model_info = info
+        self.model_label.setText(
+            f"Model: {info.display_name} \u00b7 {info.resolution} px \u00b7 {len(info.class_names)} classes "
+            f"\u00b7 {info.device}, {info.precision}")
+        previous_class = self.class_picker.selected_class()
+        self.class_picker.set_class_names(info.class_names)
+        if previous_class is not None and previous_class < len(info.class_names):
+            self.class_picker.set_selected_class(previous_class)
+        self.task_panel.set_presets(info.presets)
+        self.statusBar().showMessage(f"{info.display_name} is ready.", 4000)
+        self._schedule_describe()
+
+    def _schedule_describe(self) -> None:
+        if not self._closing:
+            self._describe_timer.start()
+
+    def _describe_now(self) -> None:
+        if self._closing or not self._engine_loaded_once:
+            return
+        options = self.task_panel.options()
+        layer = self.canvas.mask_layer()
+        mask = layer.array.copy() if (options.use_mask and layer is not None and not layer.is_empty()) else None
+        self._controller.describe(RestoreJob(
+            image=self._photo, task=options.task, roi=self.canvas.roi(), mask=mask,
+            sr_factor=options.sr_factor, grayscale=options.grayscale, class_index=None,
+            preset=options.preset, quick=options.quick, seed=options.seed,
+            iteration_scale=options.iteration_scale, source_name=self._photo_name or "the photo",
+        ))
+
+    def _on_described(self, description: JobDescription) -> None:
+        self._last_description = description
+        self.task_panel.set_stage_table(description.stages, note=f"Preset: {description.preset}.")
+        if description.preview is not None:
+            self.task_panel.set_preview(description.preview)
+        else:
+            self.task_panel.set_preview(None, message=description.problem or "")
+
+    def _drain_events(self) -> None:
+        for event in self._controller.worker.take_events():
+            self._handle_event(event)
+
+    def _handle_event(self, event: object) -> None:
+        if isinstance(event, Step):
+            self.progress_panel.on_step(event)
+        elif isinstance(event, Started):
+            self.progress_panel.on_started(event.plan)
+        elif isinstance(event, SearchProgress):
+            self.progress_panel.on_search_progress(event)
+        elif isinstance(event, SearchFinished):
+            self.statusBar().showMessage(
+                f"The prior chose {self.class_picker.class_name(event.class_index)} (class {event.class_index}).",
+                6000)
+        elif isinstance(event, StageBegan):
+            self.progress_panel.on_stage_began(event)
+        elif isinstance(event, Notice):
+            self.statusBar().showMessage(event.text, 10_000)
+        elif isinstance(event, Finished):
+            self._accept_result(event.result, cancelled=False)
+        elif isinstance(event, Cancelled):
+            if event.result is not None:
+                self._accept_result(event.result, cancelled=True)
+            else:
+                self.progress_panel.finish("Stopped before the first result.")
+
+    def _on_frame_available(self) -> None:
+        # Throttle: show at most ~15 frames a second, always the newest one.
+        wait_s = FRAME_DISPLAY_INTERVAL_S - (time.perf_counter() - self._last_frame_shown_at)
+        if wait_s <= 0:
+            self._show_latest_frame()
+        elif not self._frame_timer.isActive():
+            self._frame_timer.start(max(int(wait_s * 1000), 1))
+
+    def _show_latest_frame(self) -> None:
+        frame = self._controller.worker.take_frame()
+        if frame is None or self._current_job is None:
+            return
+        self._last_frame_shown_at = time.perf_counter()
+        if self._current_job_photo == self._photo_serial:
+            self.canvas.show_live_frame(frame.image, roi=self._current_job.roi)
+        self.progress_panel.on_frame(frame)
+        self.frames_shown += 1
+
+    def _accept_result(self, result, *, cancelled: bool) -> None:
+        job = self._current_job
+        if job is None:
+            return
+        composite = result.composite if result.composite is not None else result.image
+        entry = HistoryEntry(
+            composite=composite, image=result.image, task=job.task, class_index=result.class_index,
+            class_name=self.class_picker.class_name(result.class_index), seconds=float(result.seconds),
+            cancelled=cancelled, source_path=str(self._photo_path) if self._photo_path else None,
+            photo_serial=self._current_job_photo,
+        )
+        self.history.add_entry(entry)
+        if job.class_index is None and result.top_classes:
+            self.class_picker.show_suggestions(result.top_classes)
+        verb = "Stopped early" if cancelled else "Done"
+        self.progress_panel.finish(
+            f"{verb} after {result.steps_done} of {result.total_steps} iterations ({entry.seconds:.1f} s); "
+            f"class: {entry.class_name}.")
+        self.resultAdded.emit(entry)
+
+    def _on_engine_failed(self, sentence: str, details: str) -> None:
+        if self._controller.is_running():
+            self.progress_panel.finish("Stopped by an error.")
+        elif self._model_info is None:
+            self.model_label.setText("Model: not loaded (see Settings)")
+        self.show_error(sentence, details)
+
+    def _on_run_ended(self) -> None:
+        self._frame_timer.stop()
+        self._drain_events()
+        self._controller.worker.take_frame()          # a stale frame must not cover the result
+        entry = self.history.current_entry()
+        if entry is not None and entry.photo_serial == self._photo_serial:
+            self.canvas.set_result_image(entry.composite)
+        elif self.progress_panel.cancel_button.isEnabled():
+            self.progress_panel.finish("Stopped.")
+        self._current_job = None
+        self._update_run_state()
+        self.statusBar().showMessage("Ready.", 3000)
+
+    # ============================================================== results
+
+    def _on_history_selected(self, entry: HistoryEntry) -> None:
+        if entry.photo_serial == self._photo_serial:
+            self.canvas.set_result_image(entry.composite)
+        else:
+            self.statusBar().showMessage(
+                "That result belongs to another photo; Save still writes it at full resolution.", 6000)
+        self._update_run_state()
+
+    def _suggested_path(self, label: str, suffix: str) -> str:
+        if self._photo_path is not None:
+            return str(self._photo_path.with_name(f"{self._photo_path.stem}-{label}{suffix}"))
+        return str(Path.home() / f"{label}{suffix}")
+
+    def save_result_dialog(self) -> None:
+        entry = self.history.current_entry()
+        if entry is None:
+            self.statusBar().showMessage("There is no result to save yet.", 5000)
+            return
+        dialog = QFileDialog(self, "Save the result", self._suggested_path(entry.task, ".png"))
+        dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        dialog.setNameFilters(list(SAVE_FILTERS))
+        dialog.setDefaultSuffix("png")
+        dialog.filterSelected.connect(lambda name: dialog.setDefaultSuffix(SAVE_FILTERS[name].lstrip(".")))
+        if not dialog.exec() or not dialog.selectedFiles():
+            return
+        target = Path(dialog.selectedFiles()[0])
+        allow_original = False
+        if self._is_original(target, entry):
+            answer = QMessageBox.question(
+                self, APP_DISPLAY_NAME,
+                f"{target.name} is the original photo. Replace it with the result? The original is lost.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+            allow_original = True
+        # The file dialog already asked before replacing any other existing file.
+        self.save_result_to(target, entry=entry, overwrite=True, allow_original=allow_original)
+
+    @staticmethod
+    def _is_original(target: Path, entry: HistoryEntry) -> bool:
+        if entry.source_path is None:
+            return False
+        try:
+            return target.resolve() == Path(entry.source_path).resolve()
+        except OSError:
+            return False
+
+    def save_result_to(self, path: str | Path, *, entry: HistoryEntry | None = None, overwrite: bool = False,
+                       allow_original: bool = False) -> None:
+        """Write a result's full-resolution composite in the background (``resultSaved`` follows).
+
+        The original photo is protected unless ``allow_original`` (the user said yes).
+        """
+        entry = entry or self.history.current_entry()
+        if entry is None:
+            self.statusBar().showMessage("There is no result to save yet.", 5000)
+            return
+        target = Path(path)
+        protect = None if allow_original else entry.source_path
+        metadata = {"Software": APP_DISPLAY_NAME, "dgp-studio:task": entry.task,
+                    "dgp-studio:class": f"{entry.class_index} {entry.class_name}"}
+
+        def save():
+            from engine.imageio import save_image
+
+            return save_image(entry.composite, target, overwrite=overwrite, protect=protect, metadata=metadata)
+
+        def saved(written) -> None:
+            self.statusBar().showMessage(f"Saved {written}.", 6000)
+            self.resultSaved.emit(str(written))
+
+        self._background.submit(save, on_success=saved,
+                                on_error=lambda error, details: self.show_error(error_sentence(error), details))
+
+    # ============================================================= settings
+
+    def open_settings(self) -> None:
+        dialog = SettingsDialog(self._app_settings, parent=self)
+        if dialog.exec():
+            self.apply_settings(dialog.settings())
+
+    def apply_settings(self, settings: AppSettings) -> None:
+        """Save and use new preferences; the engine reloads (after the current run, if any)."""
+        try:
+            save_settings(settings.validated())
+        except BadInputError as error:
+            self.show_error(str(error))
+            return
+        changed = settings != self._app_settings
+        self._app_settings = settings
+        if changed:
+            self._model_info = None
+            self._controller.set_settings(settings)
+            self._controller.load()
+
+    # =============================================================== errors
+
+    def show_error(self, sentence: str, details: str = "") -> ErrorDialog:
+        """Show an error as one sentence with expandable details (non-blocking, window-modal)."""
+        dialog = ErrorDialog(sentence, details, parent=self)
+        self.error_dialogs.append(dialog)
+        dialog.finished.connect(lambda _result, shown=dialog: self._forget_dialog(shown))
+        dialog.open()
+        self.errorShown.emit(sentence)
+        return dialog
+
+    def _forget_dialog(self, dialog: ErrorDialog) -> None:
+        if dialog in self.error_dialogs:
+            self.error_dialogs.remove(dialog)
+
+    # ========================================================= status & keys
+
+    def _on_zoom_changed(self, factor: float) -> None:
+        self.zoom_label.setText(f"{factor * 100:.0f} %")
+
+    def _on_pointer_moved(self, column: int, row: int) -> None:
+        width, height = self.canvas.photo_size()
+        inside = 0 <= column < width and 0 <= row < height
+        self.pixel_label.setText(f"x {column}, y {row}" if inside else "")
+
+    def _on_brush_size_changed(self, size: float) -> None:
+        self.brush_size_spin.blockSignals(True)
+        self.brush_size_spin.setValue(round(size))
+        self.brush_size_spin.blockSignals(False)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        # Hold Tab to see the original: Tab normally moves focus, so it is caught
+        # application-wide while this window is active and no text field has focus.
+        kind = event.type()
+        if kind in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease) and isinstance(event, QKeyEvent):
+            if (event.key() == Qt.Key.Key_Tab and event.modifiers() == Qt.KeyboardModifier.NoModifier
+                    and self.isActiveWindow() and not _is_text_input(QApplication.focusWidget())):
+                if not event.isAutoRepeat():
+                    self.canvas.set_show_original(kind == QEvent.Type.KeyPress)
+                return True
+        elif kind == QEvent.Type.WindowDeactivate and watched is self:
+            self.canvas.set_show_original(False)
+        return super().eventFilter(watched, event)
+
+
+def _separator() -> QFrame:
+    line = QFrame()
+    line.setFrameShape(QFrame.Shape.HLine)
+    line.setFrameShadow(QFrame.Shadow.Sunken)
+    return line
+

@@ -1,0 +1,465 @@
+"""The engine thread: one long-lived ``QThread`` that owns the device, the model and the engine.
+
+:class:`EngineWorker` lives on that thread (``moveToThread``). Its slots load
+the model, describe a job (stage table and degraded preview) and run a
+restoration by iterating the engine's event generator. The GUI talks to it
+through :class:`EngineController`, which owns the thread.
+
+Rules (house style §2b):
+
+* torch runs only here; this module imports neither torch nor ``engine.api``
+  at top level (they are imported inside the slots, on the engine thread).
+* Cancellation is cooperative: :meth:`EngineController.cancel` sets a
+  ``threading.Event`` that the engine checks before every iteration, so a
+  cancel lands within one iteration and yields ``Cancelled(best result)``.
+* No backlog: frames go into a one-slot mailbox (the newest replaces the
+  older, one notification at most in flight); other events go into a queue
+  that the GUI drains in one go per notification.
+* Errors become ``failed(sentence, details)``; the traceback goes to the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from engine.errors import BadInputError, NonFiniteLossError
+from engine.events import Cancelled, Finished, Frame, StagePlan
+
+from dgp_studio.settings import BUILTIN_MODEL, AppSettings
+
+LOG = logging.getLogger(__name__)
+
+FRAME_INTERVAL_S = 1 / 15        # the engine sends frames no faster than this (~15 fps)
+ENGINE_TASKS = ("colorize", "inpaint", "sr", "hybrid", "reconstruct", "defend")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RestoreJob:
+    """A restoration as the GUI describes it (Qt-free; converted to ``engine.api.RestoreRequest`` here).
+
+    Parameters
+    ----------
+    image : numpy.ndarray or None
+        The full-resolution photo, ``(H, W, 3)`` ``uint8``. Not copied: the
+        app never modifies a loaded photo in place. None only for describing
+        a schedule before any photo is open.
+    roi : (left, top, size)
+        The square sent to the model, in image pixels.
+    mask : numpy.ndarray or None
+        ``(H, W)`` ``uint8`` with 1 = missing (a copy), or None when the task uses no mask.
+    """
+
+    image: np.ndarray | None
+    task: str
+    roi: tuple[int, int, int]
+    mask: np.ndarray | None = None
+    sr_factor: int | None = None
+    grayscale: bool = False
+    class_index: int | None = None
+    preset: str | None = None
+    quick: bool = True
+    seed: int = 0
+    iteration_scale: float = 1.0
+    source_name: str = "the photo"
+
+    def to_request(self) -> Any:
+        """The engine's ``RestoreRequest`` (imports the engine: call on the engine thread)."""
+        from engine.api import RestoreRequest
+        from engine.composite import RegionOfInterest
+
+        if self.image is None:
+            raise BadInputError("Open a photo first: there is nothing to restore yet.")
+        left, top, size = self.roi
+        return RestoreRequest(
+            image=self.image, task=self.task, roi=RegionOfInterest(int(left), int(top), int(size)),
+            mask=None if self.mask is None else self.mask.astype(np.float32),
+            sr_factor=self.sr_factor, grayscale=self.grayscale, class_index=self.class_index,
+            preset=self.preset, quick=self.quick, seed=self.seed, iteration_scale=self.iteration_scale,
+            source_name=self.source_name,
+        )
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the GUI needs to know about the loaded model and engine."""
+
+    display_name: str
+    resolution: int
+    class_names: tuple[str, ...]
+    presets: dict[str, tuple[str, ...]]       # task -> preset names, the default first
+    device: str
+    precision: str
+
+
+@dataclass(frozen=True)
+class JobDescription:
+    """The stage table and degraded preview of a job, or why it cannot run."""
+
+    job: RestoreJob
+    preset: str
+    stages: tuple[StagePlan, ...] = ()
+    preview: np.ndarray | None = None        # x_hat as (R, R, 3) uint8
+    problem: str | None = None               # one sentence when the job is not runnable
+
+
+@dataclass
+class _Mailbox(Generic[T]):
+    """A thread-safe one-value box: a newer value replaces an unread older one."""
+
+    _value: T | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def put(self, value: T) -> bool:
+        """Store ``value``; True when the box was empty (the reader needs a new notification)."""
+        with self._lock:
+            was_empty = self._value is None
+            self._value = value
+            return was_empty
+
+    def take(self) -> T | None:
+        with self._lock:
+            value, self._value = self._value, None
+            return value
+
+
+@dataclass
+class _EventQueue:
+    """A thread-safe queue the reader drains whole."""
+
+    _items: list = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def append(self, item: object) -> bool:
+        """Queue ``item``; True when the queue was empty (the reader needs a new notification)."""
+        with self._lock:
+            self._items.append(item)
+            return len(self._items) == 1
+
+    def drain(self) -> list:
+        with self._lock:
+            items, self._items = self._items, []
+            return items
+
+
+EngineFactory = Callable[[AppSettings], Any]
+"""Builds an engine from settings, on the engine thread (tests inject a tiny model)."""
+
+
+def default_engine_factory(settings: AppSettings, *, user_preset_folders: Sequence[Path] = ()) -> Any:
+    """Load the model named by ``settings`` and wrap it in an ``engine.api.Engine``."""
+    from engine.api import Engine, load_model
+
+    if settings.model == BUILTIN_MODEL:
+        model = load_model("builtin")
+    else:
+        model = load_model(settings.generator_path, settings.discriminator_path)
+    return Engine(model, device=settings.device, precision=settings.precision,
+                  threads=settings.engine_threads(), user_preset_folders=tuple(user_preset_folders))
+
+
+def describe_engine(engine: Any) -> ModelInfo:
+    """A :class:`ModelInfo` for a loaded engine (engine thread)."""
+    from engine.devices import precision_label
+
+    presets: dict[str, tuple[str, ...]] = {}
+    for task in ENGINE_TASKS:
+        try:
+            presets[task] = tuple(engine.presets_for(task))
+        except BadInputError:
+            presets[task] = ()
+    model = engine.model
+    return ModelInfo(
+        display_name=model.display_name, resolution=int(engine.resolution),
+        class_names=tuple(model.class_names), presets=presets, device=str(engine.device),
+        precision=precision_label(engine.autocast_dtype),
+    )
+
+
+def error_sentence(error: BaseException) -> str:
+    """The one sentence a dialog shows for an engine error."""
+    if isinstance(error, BadInputError):
+        return str(error)
+    if isinstance(error, NonFiniteLossError):
+        return ("The optimisation became unstable (the loss stopped being a finite number); "
+                "the best result reached before that is kept.")
+    if isinstance(error, MemoryError) or "out of memory" in str(error).lower():
+        return ("The device ran out of memory; try the CPU, a smaller model or a smaller iteration scale "
+                "in Settings.")
+    return f"The engine stopped because of an unexpected error ({type(error).__name__}: {error})."
+
+
+class EngineWorker(QObject):
+    """Owns the engine; lives on the engine thread. Use it through :class:`EngineController`.
+
+    Signals
+    -------
+    modelLoading(str)
+        Loading started (what is being loaded).
+    modelLoaded(object)
+        A :class:`ModelInfo`.
+    eventsAvailable()
+        Engine events wait in the queue: call :meth:`take_events`.
+    frameAvailable()
+        A newer ``Frame`` waits in the mailbox: call :meth:`take_frame`.
+    described(object)
+        A :class:`JobDescription`.
+    failed(str, str)
+        One sentence for the user and the details (traceback).
+    runEnded()
+        A restoration ended (finished, cancelled or failed); emitted last.
+    """
+
+    modelLoading = Signal(str)
+    modelLoaded = Signal(object)
+    eventsAvailable = Signal()
+    frameAvailable = Signal()
+    described = Signal(object)
+    failed = Signal(str, str)
+    runEnded = Signal()
+
+    def __init__(self, *, engine_factory: EngineFactory | None = None,
+                 user_preset_folders: Sequence[Path] = ()) -> None:
+        super().__init__()
+        self._user_preset_folders = tuple(user_preset_folders)
+        self._engine_factory = engine_factory or (
+            lambda settings: default_engine_factory(settings, user_preset_folders=self._user_preset_folders))
+        self._engine: Any = None
+        self._settings = AppSettings()
+        self._loaded_settings: AppSettings | None = None
+        self._stop = threading.Event()
+        self._frames: _Mailbox[Frame] = _Mailbox()
+        self._events = _EventQueue()
+        self._describe_box: _Mailbox[RestoreJob] = _Mailbox()
+        self.engine_thread_id: int | None = None     # for tests: the thread torch runs on
+
+    # ------------------------------------------------ thread-safe (any thread)
+
+    def request_stop(self) -> None:
+        """Ask the running restoration to stop before its next iteration."""
+        self._stop.set()
+
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def take_frame(self) -> Frame | None:
+        """The newest frame not yet taken (older ones were dropped), or None."""
+        return self._frames.take()
+
+    def take_events(self) -> list:
+        """Every queued non-frame event, oldest first."""
+        return self._events.drain()
+
+    def post_describe(self, job: RestoreJob) -> bool:
+        """Leave a job to describe; True when the worker needs to be woken for it."""
+        return self._describe_box.put(job)
+
+    # ---------------------------------------------------- slots (engine thread)
+
+    @Slot(object)
+    def set_settings(self, settings: AppSettings) -> None:
+        """Use these settings for the next load (the engine is rebuilt when they differ)."""
+        self._settings = settings
+
+    @Slot()
+    def load(self) -> None:
+        """Build the engine now if the settings changed since the last load."""
+        self._ensure_engine()
+
+    def _ensure_engine(self) -> Any:
+        if self._engine is not None and self._loaded_settings == self._settings:
+            return self._engine
+        self.engine_thread_id = threading.get_ident()
+        settings = self._settings
+        what = "the built-in model" if settings.model == BUILTIN_MODEL else Path(settings.generator_path).name
+        self.modelLoading.emit(what)
+        self._engine = None
+        try:
+            engine = self._engine_factory(settings)
+            info = describe_engine(engine)
+        except Exception as error:  # noqa: BLE001 - every failure becomes one sentence in a dialog
+            self._report(error, context="loading the model")
+            return None
+        self._engine = engine
+        self._loaded_settings = settings
+        self.modelLoaded.emit(info)
+        return engine
+
+    @Slot()
+    def describe_pending(self) -> None:
+        """Describe the newest job left by :meth:`post_describe` (no-op when none is waiting)."""
+        job = self._describe_box.take()
+        if job is None:
+            return
+        engine = self._ensure_engine()
+        if engine is None:
+            return
+        self.described.emit(self._describe(engine, job))
+
+    def _describe(self, engine: Any, job: RestoreJob) -> JobDescription:
+        preset = job.preset or (engine.presets_for(job.task) or [""])[0]
+        try:
+            schedule = engine.schedule_for(job.preset, task=job.task, quick=job.quick,
+                                           iteration_scale=job.iteration_scale)
+            stages = tuple(schedule.plan(feature_count=engine.D.config.n_discriminator_features,
+                                         group_count=engine.G.config.n_generator_blocks + 1))
+        except BadInputError as error:
+            return JobDescription(job=job, preset=preset, problem=str(error))
+        if job.image is None:
+            return JobDescription(job=job, preset=preset, stages=stages,
+                                  problem="Open a photo to see what the model will be asked to match.")
+        try:
+            preview = engine.preview_degraded(job.to_request())
+        except BadInputError as error:
+            return JobDescription(job=job, preset=preset, stages=stages, problem=str(error))
+        except Exception as error:  # noqa: BLE001 - a preview failure must not kill the thread
+            LOG.exception("describing a job failed")
+            return JobDescription(job=job, preset=preset, stages=stages, problem=error_sentence(error))
+        return JobDescription(job=job, preset=preset, stages=stages, preview=preview)
+
+    @Slot(object)
+    def restore(self, job: RestoreJob) -> None:
+        """Run one restoration, streaming its events; always ends with ``runEnded``."""
+        self.engine_thread_id = threading.get_ident()
+        try:
+            engine = self._ensure_engine()
+            if engine is None:
+                return
+            if self._stop.is_set():
+                self._queue_event(Cancelled(result=None, reason="cancelled before it started"))
+                return
+            request = job.to_request()
+            for event in engine.restore(request, should_stop=self._stop, frame_interval=FRAME_INTERVAL_S):
+                if isinstance(event, Frame):
+                    if self._frames.put(event):
+                        self.frameAvailable.emit()
+                else:
+                    self._queue_event(event)
+                # Keep the preview/stage table live between iterations without re-entering the event loop.
+                pending = self._describe_box.take()
+                if pending is not None:
+                    self.described.emit(self._describe(engine, pending))
+        except Exception as error:  # noqa: BLE001 - every failure becomes one sentence in a dialog
+            self._report(error, context="restoring")
+        finally:
+            self._stop.clear()
+            self.runEnded.emit()
+
+    def _queue_event(self, event: object) -> None:
+        if self._events.append(event):
+            self.eventsAvailable.emit()
+
+    def _report(self, error: BaseException, *, context: str) -> None:
+        details = "".join(traceback.format_exception(error))
+        if isinstance(error, BadInputError):
+            LOG.info("%s: %s", context, error)
+        else:
+            LOG.error("error while %s\n%s", context, details)
+        self.failed.emit(error_sentence(error), details)
+
+
+_live_controllers: weakref.WeakSet[EngineController] = weakref.WeakSet()
+
+
+def running_engine_threads() -> list[QThread]:
+    """Engine threads still running (tests assert this is empty after each test)."""
+    return [controller.thread for controller in list(_live_controllers)
+            if controller.thread is not None and controller.thread.isRunning()]
+
+
+class EngineController(QObject):
+    """GUI-side owner of the engine thread and its :class:`EngineWorker`.
+
+    Every method is called on the GUI thread; work is handed to the worker
+    through queued signals, results come back through the worker's signals
+    (``self.worker.<signal>``), delivered on the GUI thread.
+
+    Parameters
+    ----------
+    engine_factory : callable, optional
+        ``settings -> engine``; defaults to loading the model the settings name.
+    user_preset_folders : sequence of Path
+        Folders with the user's own presets.
+    """
+
+    _set_settings_requested = Signal(object)
+    _load_requested = Signal()
+    _restore_requested = Signal(object)
+    _describe_requested = Signal()
+
+    def __init__(self, *, engine_factory: EngineFactory | None = None,
+                 user_preset_folders: Sequence[Path] = (), parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.worker = EngineWorker(engine_factory=engine_factory, user_preset_folders=user_preset_folders)
+        # No parent: a QThread must not be deleted by its parent while it runs.
+        self.thread: QThread | None = QThread()
+        self.thread.setObjectName("dgp-engine")
+        self.worker.moveToThread(self.thread)
+        self._set_settings_requested.connect(self.worker.set_settings)
+        self._load_requested.connect(self.worker.load)
+        self._restore_requested.connect(self.worker.restore)
+        self._describe_requested.connect(self.worker.describe_pending)
+        self.worker.runEnded.connect(self._on_run_ended)
+        self._running = False
+        self._shut_down = False
+        self.thread.start()
+        _live_controllers.add(self)
+
+    def is_running(self) -> bool:
+        """Whether a restoration is in flight (from request until ``runEnded``)."""
+        return self._running
+
+    def set_settings(self, settings: AppSettings) -> None:
+        self._set_settings_requested.emit(settings)
+
+    def load(self) -> None:
+        """Load the model in the background (now, or after the current run)."""
+        if not self._shut_down:
+            self._load_requested.emit()
+
+    def restore(self, job: RestoreJob) -> bool:
+        """Start a restoration; False (and nothing happens) while another one runs."""
+        if self._running or self._shut_down:
+            return False
+        self._running = True
+        self._restore_requested.emit(job)
+        return True
+
+    def describe(self, job: RestoreJob) -> None:
+        """Ask for the job's stage table and preview; only the newest request is served."""
+        if not self._shut_down and self.worker.post_describe(job):
+            self._describe_requested.emit()
+
+    def cancel(self) -> None:
+        """Stop the running restoration before its next iteration (the best result is kept)."""
+        if self._running:
+            self.worker.request_stop()
+
+    def _on_run_ended(self) -> None:
+        self._running = False
+
+    def shutdown(self, *, timeout_ms: int = 10_000) -> bool:
+        """Stop any run, end the thread and wait for it; True when it ended within ``timeout_ms``."""
+        if self.thread is None:
+            return True
+        self._shut_down = True
+        self.worker.request_stop()
+        self.thread.quit()
+        finished = self.thread.wait(timeout_ms)
+        if finished:
+            self.thread = None
+        else:
+            LOG.warning("the engine thread did not stop within %d ms", timeout_ms)
+        return finished
+
