@@ -270,11 +270,14 @@ class ImageCanvas(QGraphicsView):
         ``left, top, size`` of the region of interest.
     zoomChanged(float)
         View pixels per image pixel.
+    maskVisibilityChanged(bool)
+        The mask overlay was shown or hidden (painting always shows it).
     pointerMoved(int, int)
         Image pixel under the pointer (may lie outside the image).
     """
 
     filesDropped = Signal(list)
+    maskVisibilityChanged = Signal(bool)
     brushSizeChanged = Signal(float)
     roiChanged = Signal(int, int, int)
     zoomChanged = Signal(float)
@@ -337,6 +340,7 @@ class ImageCanvas(QGraphicsView):
         self._split_fraction = 0.0
         self._showing_original = False
         self._painting_enabled = True
+        self._mask_visible = True
 
     # ================================================================ photo
 
@@ -381,11 +385,18 @@ class ImageCanvas(QGraphicsView):
         self._mask_layer = layer
         self._mask_item = MaskOverlayItem(layer)
         self._mask_item.setZValue(20)
+        self._mask_item.setVisible(self._mask_visible)
         self.scene().addItem(self._mask_item)
 
     def set_mask_visible(self, visible: bool) -> None:
-        if self._mask_item is not None:
+        """Show or hide the mask overlay (the mask itself is unchanged)."""
+        self._mask_visible = visible
+        if self._mask_item is not None and self._mask_item.isVisible() != visible:
             self._mask_item.setVisible(visible)
+            self.maskVisibilityChanged.emit(visible)
+
+    def mask_visible(self) -> bool:
+        return self._mask_visible
 
     # =============================================================== result
 
@@ -594,6 +605,8 @@ class ImageCanvas(QGraphicsView):
             return
         if button == Qt.MouseButton.LeftButton and self.has_photo() and self._painting_enabled:
             image_point = self.map_view_to_image(event.position())
+            if self._tool in (Tool.BRUSH, Tool.ERASER, Tool.RECTANGLE):
+                self.set_mask_visible(True)       # never paint blind
             if self._tool in (Tool.BRUSH, Tool.ERASER) and self._mask_layer is not None:
                 self._mask_layer.begin_stroke(image_point, diameter=self._brush_size,
                                               erase=self._tool is Tool.ERASER)

@@ -44,6 +44,7 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTextEdit,
     QToolBar,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -131,6 +132,10 @@ class MainWindow(QMainWindow):
         A :class:`HistoryEntry` joined the history.
     resultSaved(str)
         A result was written to this path.
+    modelReady(object)
+        The engine loaded a model (a :class:`ModelInfo`).
+    runEnded()
+        A restoration ended (finished, stopped or failed) and the window is idle again.
     errorShown(str)
         An error dialog opened with this sentence.
     """
@@ -139,6 +144,8 @@ class MainWindow(QMainWindow):
     resultAdded = Signal(object)
     resultSaved = Signal(str)
     errorShown = Signal(str)
+    modelReady = Signal(object)
+    runEnded = Signal()
 
     def __init__(self, *, app_settings: AppSettings | None = None,
                  engine_factory: EngineFactory | None = None, parent: QWidget | None = None) -> None:
@@ -298,9 +305,11 @@ class MainWindow(QMainWindow):
         self.addAction(self.redo_action)
         self.clear_mask_action = action("Clear mask", self.clear_mask, "Ctrl+Shift+Backspace")
         self.invert_mask_action = action("Invert mask", self.invert_mask, "Ctrl+I")
-        self.toggle_mask_action = action("Show mask", lambda checked: self.canvas.set_mask_visible(checked))
+        self.toggle_mask_action = action("Show mask", lambda checked: self.canvas.set_mask_visible(checked),
+                                         "Ctrl+M")
         self.toggle_mask_action.setCheckable(True)
         self.toggle_mask_action.setChecked(True)
+        self.canvas.maskVisibilityChanged.connect(self.toggle_mask_action.setChecked)
 
         self.fit_action = action("&Fit to window", self.canvas.fit_to_window, "Ctrl+0")
         self.actual_size_action = action("&100 %", self.canvas.zoom_actual_size, "Ctrl+1")
@@ -380,8 +389,18 @@ class MainWindow(QMainWindow):
         toolbar.addWidget(QLabel(" Size "))
         toolbar.addWidget(self.brush_size_spin)
         toolbar.addSeparator()
-        for item in (self.undo_action, self.redo_action, self.clear_mask_action, self.invert_mask_action):
-            toolbar.addAction(item)
+        # Fixed-text buttons: the undo actions' own text names the command and would make the toolbar jump.
+        for group_action, text in ((self.undo_action, "Undo"), (self.redo_action, "Redo")):
+            button = QToolButton()
+            button.setText(text)
+            button.setToolTip(f"{text} ({group_action.shortcut().toString()})")
+            button.setEnabled(group_action.isEnabled())
+            button.clicked.connect(group_action.trigger)
+            group_action.changed.connect(lambda source=group_action, target=button:
+                                         target.setEnabled(source.isEnabled()))
+            toolbar.addWidget(button)
+        toolbar.addAction(self.clear_mask_action)
+        toolbar.addAction(self.invert_mask_action)
         toolbar.addSeparator()
         toolbar.addAction(self.fit_action)
         toolbar.addAction(self.actual_size_action)
@@ -395,7 +414,7 @@ class MainWindow(QMainWindow):
         worker.frameAvailable.connect(self._on_frame_available)
         worker.described.connect(self._on_described)
         worker.failed.connect(self._on_engine_failed)
-        worker.runEnded.connect(self._on_run_ended)
+        self._controller.runEnded.connect(self._on_run_ended)
 
     # ============================================================ accessors
 
@@ -738,6 +757,7 @@ class MainWindow(QMainWindow):
         self.task_panel.set_presets(info.presets)
         self.statusBar().showMessage(f"{info.display_name} is ready.", 4000)
         self._schedule_describe()
+        self.modelReady.emit(info)
 
     def _schedule_describe(self) -> None:
         if not self._closing:
@@ -776,9 +796,9 @@ class MainWindow(QMainWindow):
         elif isinstance(event, SearchProgress):
             self.progress_panel.on_search_progress(event)
         elif isinstance(event, SearchFinished):
-            self.statusBar().showMessage(
-                f"The prior chose {self.class_picker.class_name(event.class_index)} (class {event.class_index}).",
-                6000)
+            name = self.class_picker.class_name(event.class_index)
+            label = name if name == f"class {event.class_index}" else f"{name} (class {event.class_index})"
+            self.statusBar().showMessage(f"The prior chose {label}.", 6000)
         elif isinstance(event, StageBegan):
             self.progress_panel.on_stage_began(event)
         elif isinstance(event, Notice):
@@ -821,6 +841,8 @@ class MainWindow(QMainWindow):
             photo_serial=self._current_job_photo,
         )
         self.history.add_entry(entry)
+        # The painted overlay would hide exactly the pixels that were restored.
+        self.canvas.set_mask_visible(False)
         if job.class_index is None and result.top_classes:
             self.class_picker.show_suggestions(result.top_classes)
         verb = "Stopped early" if cancelled else "Done"
@@ -848,6 +870,7 @@ class MainWindow(QMainWindow):
         self._current_job = None
         self._update_run_state()
         self.statusBar().showMessage("Ready.", 3000)
+        self.runEnded.emit()
 
     # ============================================================== results
 

@@ -91,8 +91,8 @@ def paint_segment(
     Returns
     -------
     PixelRect or None
-        The bounding rectangle of the pixels the segment covers inside the
-        image (whether or not their value changed), or None if it misses the image.
+        The tight bounding rectangle of the pixels the segment covers inside
+        the image (whether or not their value changed), or None if it covers none.
     """
     x0, y0 = _xy(start)
     x1, y1 = _xy(end)
@@ -121,7 +121,8 @@ def paint_segment(
         return None
     region = mask_hw[row_lo : row_hi + 1, col_lo : col_hi + 1]
     region[inside] = value
-    return PixelRect(col_lo, row_lo, col_hi - col_lo + 1, row_hi - row_lo + 1)
+    tight = _bounding_rect(inside)
+    return PixelRect(col_lo + tight.left, row_lo + tight.top, tight.width, tight.height)
 
 
 def _xy(point: QPointF | tuple[float, float]) -> tuple[float, float]:

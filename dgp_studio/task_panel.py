@@ -197,6 +197,7 @@ class TaskPanel(QWidget):
         self.preview_label = QLabel("Open a photo to see what the model will be asked to match.")
         self.preview_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview_label.setMinimumSize(QSize(128, 128))
+        self.preview_label.setFixedHeight(160)
         self.preview_label.setWordWrap(True)
         self.preview_label.setStyleSheet("background: #26262a; color: #aaa; border-radius: 4px;")
         self._preview_image: np.ndarray | None = None
@@ -300,7 +301,7 @@ class TaskPanel(QWidget):
             self.preview_label.setPixmap(QPixmap())
             self.preview_label.setText(message)
             return
-        side = max(self.preview_label.width(), 128)
+        side = max(min(self.preview_label.width(), self.preview_label.height()) - 8, 64)
         pixmap = QPixmap.fromImage(rgb_to_qimage(rgb)).scaled(
             side, side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation)
         self.preview_label.setPixmap(pixmap)

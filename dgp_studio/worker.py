@@ -393,6 +393,9 @@ class EngineController(QObject):
         Folders with the user's own presets.
     """
 
+    runEnded = Signal()              # re-emitted on the GUI thread after the worker's runEnded
+    modelLoaded = Signal(object)     # re-emitted on the GUI thread: a ModelInfo
+
     _set_settings_requested = Signal(object)
     _load_requested = Signal()
     _restore_requested = Signal(object)
@@ -410,7 +413,10 @@ class EngineController(QObject):
         self._load_requested.connect(self.worker.load)
         self._restore_requested.connect(self.worker.restore)
         self._describe_requested.connect(self.worker.describe_pending)
+        # Connections to this GUI-thread object are queued, so these re-emissions
+        # happen on the GUI thread (safe to wait on with QSignalSpy or pytest-qt).
         self.worker.runEnded.connect(self._on_run_ended)
+        self.worker.modelLoaded.connect(self.modelLoaded)
         self._running = False
         self._shut_down = False
         self.thread.start()
@@ -448,6 +454,7 @@ class EngineController(QObject):
 
     def _on_run_ended(self) -> None:
         self._running = False
+        self.runEnded.emit()
 
     def shutdown(self, *, timeout_ms: int = 10_000) -> bool:
         """Stop any run, end the thread and wait for it; True when it ended within ``timeout_ms``."""

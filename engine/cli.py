@@ -149,9 +149,13 @@ class _ProgressPrinter:
 
         self._tqdm = tqdm
         self.bar = None
+        self.phase = ""
+        self.total: int | None = None
 
-    def _new(self, total: int, description: str) -> None:
+    def _new(self, total: int | None, description: str) -> None:
         self.close()
+        self.phase = description
+        self.total = total
         self.bar = self._tqdm(total=total, desc=description, unit="it", disable=None, file=sys.stderr,
                               dynamic_ncols=True, leave=True)
 
@@ -163,17 +167,16 @@ class _ProgressPrinter:
             self.write(f"{plan.preset}: {plan.search_candidates} candidates, {len(plan.stages)} stages, "
                        f"{plan.total_steps} iterations on {plan.device} ({plan.precision})")
         elif isinstance(event, ev.SearchProgress):
-            if self.bar is None or self.bar.desc != "latent search":
+            if self.phase != "latent search":
                 self._new(event.total, "latent search")
-            self.bar.n = event.done
-            self.bar.refresh()
+            self.bar.update(event.done - self.bar.n)
         elif isinstance(event, ev.StageBegan):
-            if self.bar is None or self.bar.desc != "restore":
+            if self.phase != "restore":
                 self._new(None, "restore")
         elif isinstance(event, ev.Step):
-            if self.bar.total is None:
-                self.bar.total = event.total_steps
-            self.bar.n = event.step
+            if self.total is None:
+                self._new(event.total_steps, "restore")
+            self.bar.update(event.step - self.bar.n)
             self.bar.set_postfix_str(
                 f"stage {event.stage + 1} loss {event.losses['total']:.4f} ETA {_format_seconds(event.eta_seconds)}",
                 refresh=True,
@@ -188,6 +191,7 @@ class _ProgressPrinter:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+            self.phase = ""
 
 
 def _format_seconds(seconds: float) -> str:

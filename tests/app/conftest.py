@@ -73,7 +73,7 @@ def make_window(qtbot, tiny_engine_factory):
         windows.append(window)
         window.resize(1100, 760)
         if wait_for_model:
-            with qtbot.waitSignal(window.engine_controller.worker.modelLoaded, timeout=60_000):
+            with qtbot.waitSignal(window.modelReady, timeout=60_000):
                 window.show()
         else:
             window.show()
