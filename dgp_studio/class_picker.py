@@ -81,7 +81,7 @@ class ClassPicker(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._class_names: list[str] = []
-        self._items: list[QListWidgetItem] = []
+        self._selected: int | None = None
 
         self.search_field = QLineEdit()
         self.search_field.setPlaceholderText("Search classes by name or number")
@@ -92,10 +92,7 @@ class ClassPicker(QWidget):
         self.class_list = QListWidget()
         self.class_list.setUniformItemSizes(True)
         self.class_list.currentItemChanged.connect(self._on_current_changed)
-        self._auto_item = QListWidgetItem(AUTO_LABEL)
-        self._auto_item.setData(_CLASS_INDEX_ROLE, _AUTO)
-        self.class_list.addItem(self._auto_item)
-        self.class_list.setCurrentItem(self._auto_item)
+        self._apply_filter("")
 
         self.suggestions_label = QLabel("Suggestions from the last automatic run:")
         self.suggestions_label.setWordWrap(True)
@@ -123,19 +120,9 @@ class ClassPicker(QWidget):
     # ------------------------------------------------------------- classes
 
     def set_class_names(self, class_names: Sequence[str]) -> None:
-        """Fill the list with one row per class (keeps Auto; resets the selection to Auto)."""
-        self.class_list.blockSignals(True)
-        while self.class_list.count() > 1:
-            self.class_list.takeItem(1)
+        """Fill the list with one row per class; the selection goes back to Auto."""
         self._class_names = list(class_names)
-        self._items = []
-        for index, name in enumerate(self._class_names):
-            item = QListWidgetItem(class_label(index, name))
-            item.setData(_CLASS_INDEX_ROLE, index)
-            self._items.append(item)
-            self.class_list.addItem(item)
-        self.class_list.setCurrentItem(self._auto_item)
-        self.class_list.blockSignals(False)
+        self._selected = None
         self.clear_suggestions()
         self._apply_filter(self.search_field.text())
         self.classChanged.emit(None)
@@ -154,54 +141,53 @@ class ClassPicker(QWidget):
     # ----------------------------------------------------------- selection
 
     def selected_class(self) -> int | None:
-        """The chosen class index, or None for Auto."""
-        item = self.class_list.currentItem()
-        if item is None:
-            return None
-        value = int(item.data(_CLASS_INDEX_ROLE))
-        return None if value == _AUTO else value
+        """The chosen class index, or None for Auto (kept while a search hides it)."""
+        return self._selected
 
     def set_selected_class(self, index: int | None) -> None:
-        """Select a class (None = Auto); shows it even if the current search hides it."""
-        if index is None:
-            target = self._auto_item
-        elif 0 <= index < len(self._items):
-            target = self._items[index]
-        else:
-            raise ValueError(f"class index {index} is outside the model's {len(self._items)} classes")
-        if target.isHidden():
+        """Select a class (None = Auto); clears a search that would hide it."""
+        if index is not None and not 0 <= index < len(self._class_names):
+            raise ValueError(f"class index {index} is outside the model's {len(self._class_names)} classes")
+        if index is not None and index not in self.visible_class_indices():
             self.search_field.clear()
-        self.class_list.setCurrentItem(target)
-        self.class_list.scrollToItem(target)
+        row = self._row_of(index)
+        if row is not None:
+            self.class_list.setCurrentRow(row)       # emits through _on_current_changed
+            self.class_list.scrollToItem(self.class_list.item(row))
+        if self._selected != index:
+            self._selected = index
+            self.classChanged.emit(index)
 
     def visible_class_indices(self) -> list[int]:
         """Class indices the list shows now, in display order (Auto excluded)."""
-        shown = []
-        for row in range(1, self.class_list.count()):
-            item = self.class_list.item(row)
-            if not item.isHidden():
-                shown.append(int(item.data(_CLASS_INDEX_ROLE)))
-        return shown
+        return [int(self.class_list.item(row).data(_CLASS_INDEX_ROLE)) for row in range(1, self.class_list.count())]
+
+    def _row_of(self, index: int | None) -> int | None:
+        wanted = _AUTO if index is None else index
+        for row in range(self.class_list.count()):
+            if int(self.class_list.item(row).data(_CLASS_INDEX_ROLE)) == wanted:
+                return row
+        return None
 
     def _apply_filter(self, text: str) -> None:
+        # Rebuilding the rows (a few thousand at most) is simpler and faster than
+        # hiding and re-ordering them, and keeps the best match right under Auto.
         ranked = search_classes(self._class_names, text)
-        wanted = set(ranked)
+        self.class_list.blockSignals(True)
         self.class_list.setUpdatesEnabled(False)
-        current = self.class_list.currentItem()
-        # Re-order so the best match sits right under Auto: take every class
-        # row out and put them back in ranked order, the rest hidden at the end.
-        for _ in range(self.class_list.count() - 1):
-            self.class_list.takeItem(1)
-        order = ranked + [index for index in range(len(self._items)) if index not in wanted]
-        for index in order:
-            item = self._items[index]
+        self.class_list.clear()
+        auto_item = QListWidgetItem(AUTO_LABEL)
+        auto_item.setData(_CLASS_INDEX_ROLE, _AUTO)
+        self.class_list.addItem(auto_item)
+        for index in ranked:
+            item = QListWidgetItem(class_label(index, self._class_names[index]))
+            item.setData(_CLASS_INDEX_ROLE, index)
             self.class_list.addItem(item)
-            item.setHidden(index not in wanted)
-        if current is not None:
-            self.class_list.blockSignals(True)
-            self.class_list.setCurrentItem(current)
-            self.class_list.blockSignals(False)
+        row = self._row_of(self._selected)
+        if row is not None:
+            self.class_list.setCurrentRow(row)
         self.class_list.setUpdatesEnabled(True)
+        self.class_list.blockSignals(False)
 
     def _select_first_match(self) -> None:
         visible = self.visible_class_indices()
@@ -209,8 +195,13 @@ class ClassPicker(QWidget):
             self.set_selected_class(visible[0])
 
     def _on_current_changed(self, current: QListWidgetItem | None, previous: QListWidgetItem | None) -> None:
-        if current is not None:
-            self.classChanged.emit(self.selected_class())
+        if current is None:
+            return
+        value = int(current.data(_CLASS_INDEX_ROLE))
+        index = None if value == _AUTO else value
+        if index != self._selected:
+            self._selected = index
+            self.classChanged.emit(index)
 
     # --------------------------------------------------------- suggestions
 
@@ -234,6 +225,6 @@ class ClassPicker(QWidget):
         self._suggestions_box.setVisible(False)
 
     def _on_suggestion(self, index: int) -> None:
-        if 0 <= index < len(self._items):
+        if 0 <= index < len(self._class_names):
             self.set_selected_class(index)
         self.rerunRequested.emit(index)

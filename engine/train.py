@@ -480,6 +480,135 @@ def train(
     return trainer
 
 
+# --------------------------------------------------------------------------
+# Publishing: the shipped model and the committed resumable state
+#
+# The repository keeps one training checkpoint across sessions without
+# storing anything twice: the shipped folder holds the EMA generator and the
+# discriminator (fp16 safetensors + model card), and the training folder
+# holds the non-EMA generator plus the run's step and configs. Together they
+# are the whole resumable state (Adam moments are re-estimated on resume).
+
+PUBLISHED_G_FILE = "G_ema.safetensors"
+PUBLISHED_D_FILE = "D.safetensors"
+PUBLISHED_CARD = "model.json"
+TRAINING_G_FILE = "G_training.safetensors"
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(temporary), metadata=metadata)
+    os.replace(temporary, path)
+
+
+def publish(run_dir: Path, *, model_dir: Path, training_dir: Path, data_dir: Path | None = None) -> dict:
+    """Write the shipped model (EMA-G, D, card) and the committed training state from a run."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    resume = run_dir / RESUME_FILE
+    with safe_open(str(resume), framework="pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(str(resume))
+    model_config = json.loads(metadata["model_config"])
+    step = int(metadata["step"])
+    model_metadata = {"config": json.dumps(model_config), "format": "dgp-studio-biggan", "step": str(step)}
+    parts = {"G_ema.": PUBLISHED_G_FILE, "D.": PUBLISHED_D_FILE}
+    for prefix, name in parts.items():
+        selected = {k[len(prefix):]: v.to(torch.float16).contiguous() for k, v in tensors.items() if k.startswith(prefix)}
+        _write_tensors(selected, model_dir / name, model_metadata)
+    generator = {k[len("G."):]: v.to(torch.float16).contiguous() for k, v in tensors.items() if k.startswith("G.")}
+    _write_tensors(generator, training_dir / TRAINING_G_FILE, dict(metadata))
+    samples = run_dir / SAMPLES_FILE
+    if samples.exists():
+        import shutil
+
+        shutil.copyfile(samples, training_dir / SAMPLES_FILE)
+    log = run_dir / LOG_FILE
+    if log.exists():
+        import shutil
+
+        shutil.copyfile(log, training_dir / LOG_FILE)
+    training_config = json.loads(metadata["training_config"])
+    card = {
+        "name": f"Built-in BigGAN-{model_config['resolution']} (Tiny ImageNet, {len(model_config['class_names'])} classes)",
+        "format": "dgp-studio-biggan",
+        "architecture": {
+            "resolution": model_config["resolution"], "g_ch": model_config["g_ch"], "d_ch": model_config["d_ch"],
+            "dim_z": model_config["dim_z"], "shared_dim": model_config["shared_dim"],
+            "g_attention": model_config["g_attention"], "d_attention": model_config["d_attention"],
+            "n_classes": model_config["n_classes"], "hierarchical_z": True, "shared_embedding": True,
+            "spectral_norm": "G and D (BigGAN-PyTorch semantics)",
+        },
+        "classes": [
+            {"label": i, "imagenet_index": index, "name": name}
+            for i, (index, name) in enumerate(
+                zip(model_config["class_imagenet_indices"], model_config["class_names"])
+            )
+        ],
+        "training": {
+            "generator_steps": step,
+            "batch": training_config["batch"],
+            "d_steps_per_g_step": training_config["d_steps_per_g_step"],
+            "g_lr": training_config["g_lr"], "d_lr": training_config["d_lr"],
+            "ema_decay": training_config["ema_decay"], "diffaugment": training_config["diffaugment"],
+            "loss": "hinge", "optimizer": "Adam betas (0.0, 0.999)", "init": "orthogonal",
+            "saved_at": metadata.get("saved_at", ""),
+        },
+        "data": {
+            "name": "Tiny ImageNet-200 (CS231n), 180 training images per class",
+            "licence": "ImageNet terms of access: non-commercial research and educational use only",
+            "folder": str(data_dir) if data_dir else "",
+        },
+        "date": time.strftime("%Y-%m-%d"),
+        "files": {
+            "G": {"name": PUBLISHED_G_FILE, "sha256": _sha256(model_dir / PUBLISHED_G_FILE),
+                  "bytes": (model_dir / PUBLISHED_G_FILE).stat().st_size, "role": "EMA generator, fp16"},
+            "D": {"name": PUBLISHED_D_FILE, "sha256": _sha256(model_dir / PUBLISHED_D_FILE),
+                  "bytes": (model_dir / PUBLISHED_D_FILE).stat().st_size, "role": "discriminator, fp16"},
+        },
+    }
+    temporary = model_dir / (PUBLISHED_CARD + ".tmp")
+    temporary.write_text(json.dumps(card, indent=2) + "\n")
+    os.replace(temporary, model_dir / PUBLISHED_CARD)
+    return card
+
+
+def seed_run_from_published(run_dir: Path, *, model_dir: Path, training_dir: Path) -> bool:
+    """Recreate ``run_dir/resume.safetensors`` from the committed files; False if there are none."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    g_training = training_dir / TRAINING_G_FILE
+    if not g_training.exists() or not (model_dir / PUBLISHED_G_FILE).exists():
+        return False
+    with safe_open(str(g_training), framework="pt") as handle:
+        metadata = handle.metadata()
+    tensors = {f"G.{k}": v for k, v in load_file(str(g_training)).items()}
+    tensors.update({f"G_ema.{k}": v for k, v in load_file(str(model_dir / PUBLISHED_G_FILE)).items()})
+    tensors.update({f"D.{k}": v for k, v in load_file(str(model_dir / PUBLISHED_D_FILE)).items()})
+    _write_tensors(tensors, run_dir / RESUME_FILE, dict(metadata))
+    for name in (SAMPLES_FILE, LOG_FILE):
+        if (training_dir / name).exists() and not (run_dir / name).exists():
+            import shutil
+
+            shutil.copyfile(training_dir / name, run_dir / name)
+    return True
+
+
 def _install_stop_handler():
     """SIGTERM/SIGINT end the loop after the current step; the state is then saved."""
     import signal
@@ -503,7 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dgp-studio train",
         description="Train the built-in class-conditional BigGAN on Tiny ImageNet tar shards.",
     )
-    parser.add_argument("--data", required=True, type=Path, help="folder with classes.json and train-*.tar")
+    parser.add_argument("--data", type=Path, help="folder with classes.json and train-*.tar (required to train)")
     parser.add_argument("--out", required=True, type=Path, help="run folder (checkpoint, samples, log)")
     parser.add_argument("--resolution", type=int, default=defaults.resolution)
     parser.add_argument("--g-ch", type=int, default=defaults.g_ch, help="G channel multiplier")
@@ -519,6 +648,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--limit-images", type=int, default=None, help="use only the first N images (tests)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--seed-from", type=Path, metavar="TRAINING_DIR",
+                        help="with --resume: if --out has no checkpoint, rebuild it from this committed "
+                             "training folder and --model-dir")
+    parser.add_argument("--model-dir", type=Path, metavar="DIR",
+                        help="shipped model folder (EMA-G, D, model card) for --seed-from / --publish")
+    parser.add_argument("--publish", type=Path, metavar="TRAINING_DIR",
+                        help="do not train: write --model-dir and TRAINING_DIR from the run in --out")
     return parser
 
 
@@ -526,7 +662,24 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.publish:
+        if not args.model_dir:
+            print("dgp-studio train: --publish needs --model-dir.", file=sys.stderr)
+            return 2
+        if not (args.out / RESUME_FILE).exists():
+            print(f"dgp-studio train: {args.out} holds no {RESUME_FILE} to publish.", file=sys.stderr)
+            return 2
+        card = publish(args.out, model_dir=args.model_dir, training_dir=args.publish, data_dir=args.data)
+        print(f"published step {card['training']['generator_steps']} to {args.model_dir} and {args.publish}")
+        return 0
     config = None
+    if args.resume and args.seed_from and not (args.out / RESUME_FILE).exists():
+        args.out.mkdir(parents=True, exist_ok=True)
+        if not args.model_dir:
+            print("dgp-studio train: --seed-from needs --model-dir.", file=sys.stderr)
+            return 2
+        if seed_run_from_published(args.out, model_dir=args.model_dir, training_dir=args.seed_from):
+            print(f"rebuilt {args.out / RESUME_FILE} from {args.seed_from} and {args.model_dir}", flush=True)
     if args.resume:
         config = read_run_config(args.out)
         if config is not None:
@@ -538,6 +691,9 @@ def main(argv: list[str] | None = None) -> int:
             steps=args.steps, d_steps_per_g_step=args.d_steps, g_lr=args.g_lr, d_lr=args.d_lr,
             precision=args.precision, checkpoint_minutes=args.checkpoint_minutes,
         )
+    if args.data is None:
+        print("dgp-studio train: --data DIR is required to train.", file=sys.stderr)
+        return 2
     try:
         train(
             config, args.data, args.out, resume=args.resume, device=args.device,
