@@ -211,6 +211,7 @@ class ClassPicker(QWidget):
         for rank, (index, loss) in enumerate(top_classes[:MAX_SUGGESTIONS], start=1):
             button = QPushButton(f"{rank}. {self.class_name(index)}  (loss {loss:.3g})")
             button.setToolTip(f"Select class {index} and restore again with it")
+            button.setProperty("class_index", int(index))
             button.setStyleSheet("text-align: left; padding: 2px 6px;")
             button.clicked.connect(lambda _checked=False, chosen=index: self._on_suggestion(chosen))
             self._suggestion_row.addWidget(button)

@@ -57,6 +57,7 @@ from dgp_studio.history import HistoryEntry, HistoryStrip
 from dgp_studio.imaging import image_size_text, qimage_alpha, qimage_to_rgb
 from dgp_studio.mask import MaskLayer
 from dgp_studio.progress import RunProgressPanel
+from dgp_studio.qt_compat import install_none_refcount_guard
 from dgp_studio.settings import (
     AppSettings,
     SettingsDialog,
@@ -150,6 +151,7 @@ class MainWindow(QMainWindow):
     def __init__(self, *, app_settings: AppSettings | None = None,
                  engine_factory: EngineFactory | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        install_none_refcount_guard()
         self.setWindowTitle(APP_DISPLAY_NAME)
         self.setAcceptDrops(True)
         self._settings_problem: str | None = None

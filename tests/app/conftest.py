@@ -15,6 +15,14 @@ from dgp_studio.settings import CONFIG_DIR_VARIABLE
 from dgp_studio.worker import running_engine_threads
 
 
+@pytest.fixture(scope="session", autouse=True)
+def none_refcount_guard(qapp):
+    """Work around PySide6 6.12.0's None reference leak on Python 3.11 (see dgp_studio.qt_compat)."""
+    from dgp_studio.qt_compat import install_none_refcount_guard
+
+    install_none_refcount_guard()
+
+
 @pytest.fixture(autouse=True)
 def isolated_user_folders(tmp_path, monkeypatch):
     """Redirect the TOML settings folder and QSettings into the test's tmp_path."""
