@@ -49,7 +49,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from dgp_studio.imaging import rgb_to_qimage
+from dgp_studio.imaging import rgb_to_qimage, rgba_to_qimage
 from dgp_studio.mask import BRUSH_SIZE_STEP, MaskLayer, MaskOverlayItem, clamp_brush_size
 
 MIN_ZOOM = 0.02
@@ -292,6 +292,7 @@ class ImageCanvas(QGraphicsView):
         self.setBackgroundBrush(QBrush(QColor(38, 38, 42)))
         self.setMouseTracking(True)
         self.setAcceptDrops(True)
+        self.viewport().setAcceptDrops(True)     # drops arrive at the viewport, then reach dropEvent below
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.SmartViewportUpdate)
 
@@ -410,12 +411,18 @@ class ImageCanvas(QGraphicsView):
         self._result_item.setPos(0, 0)
         self._result_item.setVisible(not self._showing_original)
 
-    def show_live_frame(self, rgb: np.ndarray, *, roi: tuple[int, int, int] | None = None) -> None:
-        """Show a model-resolution frame stretched over ``roi`` (default: the current region of interest)."""
+    def show_live_frame(self, rgb: np.ndarray, *, roi: tuple[int, int, int] | None = None,
+                        alpha: np.ndarray | None = None) -> None:
+        """Show a model-resolution frame stretched over ``roi`` (default: the current region of interest).
+
+        ``alpha`` (``(R, R)`` ``uint8``, 255 = shown) limits it to part of the
+        square, e.g. the painted pixels while inpainting.
+        """
         if self._roi_item is None:
             return
         left, top, size = roi if roi is not None else self._roi_item.roi()
-        self._result_item.setPixmap(QPixmap.fromImage(rgb_to_qimage(rgb)))
+        image = rgb_to_qimage(rgb) if alpha is None else rgba_to_qimage(rgb, alpha)
+        self._result_item.setPixmap(QPixmap.fromImage(image))
         scale = size / max(rgb.shape[1], 1)
         self._result_item.setTransform(QTransform.fromScale(scale, scale))
         self._result_item.setPos(left, top)

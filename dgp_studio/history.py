@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QListView, QListWidget, QListWidgetItem, QWidget
 
 from dgp_studio.imaging import rgb_to_qimage
 
-THUMBNAIL_SIZE = 80
+THUMBNAIL_SIZE = 64
 _ENTRY_ROLE = Qt.ItemDataRole.UserRole
 
 
@@ -76,11 +76,11 @@ class HistoryStrip(QListWidget):
         self.setMovement(QListView.Movement.Static)
         self.setResizeMode(QListView.ResizeMode.Adjust)
         self.setIconSize(QSize(THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-        self.setGridSize(QSize(THUMBNAIL_SIZE + 80, THUMBNAIL_SIZE + 40))
+        self.setGridSize(QSize(THUMBNAIL_SIZE + 96, THUMBNAIL_SIZE + 36))
         self.setWordWrap(True)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setFixedHeight(THUMBNAIL_SIZE + 52)
+        self.setFixedHeight(THUMBNAIL_SIZE + 44)
         self.currentItemChanged.connect(self._on_current_changed)
 
     def add_entry(self, entry: HistoryEntry) -> None:

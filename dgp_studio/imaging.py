@@ -38,6 +38,28 @@ def rgb_to_qimage(rgb: np.ndarray) -> QImage:
     return QImage(contiguous.data, width, height, contiguous.strides[0], QImage.Format.Format_RGB888).copy()
 
 
+def rgba_to_qimage(rgb: np.ndarray, alpha: np.ndarray) -> QImage:
+    """Copy an RGB array plus an alpha plane into a new ``QImage``.
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        ``(H, W, 3)`` ``uint8``.
+    alpha : numpy.ndarray
+        ``(H, W)`` ``uint8``, 255 = opaque.
+
+    Returns
+    -------
+    QImage
+        ``Format_RGBA8888`` (straight alpha), owning its pixels.
+    """
+    if alpha.shape != rgb.shape[:2]:
+        raise ValueError(f"alpha {alpha.shape} does not match the image {rgb.shape[:2]}")
+    rgba = np.ascontiguousarray(np.dstack([rgb, alpha]).astype(np.uint8, copy=False))
+    height, width = rgba.shape[:2]
+    return QImage(rgba.data, width, height, rgba.strides[0], QImage.Format.Format_RGBA8888).copy()
+
+
 def qimage_to_rgb(image: QImage) -> np.ndarray:
     """Copy a ``QImage`` into an RGB array.
 

@@ -170,6 +170,7 @@ class MainWindow(QMainWindow):
         self._model_info: ModelInfo | None = None
         self._current_job: RestoreJob | None = None
         self._current_job_photo = 0
+        self._live_alpha: np.ndarray | None = None
         self._run_started_at = 0.0
         self._last_frame_shown_at = 0.0
         self._engine_loaded_once = False
@@ -237,7 +238,7 @@ class MainWindow(QMainWindow):
         self.task_panel.optionsChanged.connect(self._schedule_describe)
         self.class_picker = ClassPicker()
         self.class_picker.rerunRequested.connect(self.rerun_with_class)
-        self.class_picker.setMinimumHeight(220)
+        self.class_picker.setMinimumHeight(200)
         self.restore_button = QPushButton("Restore")
         self.restore_button.setToolTip("Run the restoration (Ctrl+Enter)")
         self.restore_button.setMinimumHeight(34)
@@ -246,23 +247,29 @@ class MainWindow(QMainWindow):
         self.progress_panel = RunProgressPanel()
         self.progress_panel.cancelRequested.connect(self.cancel_restore)
 
+        # The options scroll; Restore and the run's progress stay in view below them.
+        options = QWidget()
+        options_layout = QVBoxLayout(options)
+        options_layout.setContentsMargins(0, 0, 6, 0)
+        options_layout.addWidget(self.task_panel)
+        options_layout.addWidget(_separator())
+        options_layout.addWidget(self.class_picker, 1)
+        scroll = QScrollArea()
+        scroll.setWidget(options)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         side = QWidget()
+        side.setMinimumWidth(360)
         side_layout = QVBoxLayout(side)
         side_layout.addWidget(self.model_label)
-        side_layout.addWidget(self.task_panel)
-        side_layout.addWidget(_separator())
-        side_layout.addWidget(self.class_picker, 1)
+        side_layout.addWidget(scroll, 1)
         side_layout.addWidget(self.restore_button)
         side_layout.addWidget(self.progress_panel)
-        scroll = QScrollArea()
-        scroll.setWidget(side)
-        scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(330)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
-        splitter.addWidget(scroll)
+        splitter.addWidget(side)
         splitter.setStretchFactor(0, 1)
         splitter.setStretchFactor(1, 0)
         splitter.setSizes([900, 360])
@@ -708,6 +715,9 @@ class MainWindow(QMainWindow):
             return False
         self._current_job = job
         self._current_job_photo = self._photo_serial
+        self._live_alpha = self._live_frame_alpha(job)
+        # Live frames go where the mask is; the overlay would hide them (painting shows it again).
+        self.canvas.set_mask_visible(False)
         self._run_started_at = time.perf_counter()
         self._last_frame_shown_at = 0.0
         self.progress_panel.begin()
@@ -715,6 +725,19 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Restoring: {TASK_LABELS[job.task].lower()}\u2026")
         self._update_run_state()
         return True
+
+    def _live_frame_alpha(self, job: RestoreJob) -> np.ndarray | None:
+        """For tasks with a mask: where live frames are shown, ``(R, R)`` ``uint8`` (255 = painted)."""
+        if job.mask is None or self._model_info is None:
+            return None
+        from PIL import Image
+
+        left, top, size = job.roi
+        resolution = self._model_info.resolution
+        crop = job.mask[top : top + size, left : left + size].astype(np.uint8) * 255
+        # BOX keeps every model pixel that a painted pixel touches.
+        reduced = np.asarray(Image.fromarray(crop).resize((resolution, resolution), Image.Resampling.BOX))
+        return np.where(reduced > 0, 255, 0).astype(np.uint8)
 
     def rerun_with_class(self, class_index: int) -> None:
         """Select ``class_index`` and restore again with it."""
@@ -827,7 +850,9 @@ class MainWindow(QMainWindow):
             return
         self._last_frame_shown_at = time.perf_counter()
         if self._current_job_photo == self._photo_serial:
-            self.canvas.show_live_frame(frame.image, roi=self._current_job.roi)
+            alpha = self._live_alpha if (self._live_alpha is not None
+                                         and self._live_alpha.shape == frame.image.shape[:2]) else None
+            self.canvas.show_live_frame(frame.image, roi=self._current_job.roi, alpha=alpha)
         self.progress_panel.on_frame(frame)
         self.frames_shown += 1
 

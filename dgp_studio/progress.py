@@ -130,7 +130,7 @@ class LossSparkline(QWidget):
 class ImageTile(QLabel):
     """A small square picture with a caption underneath (nearest-neighbour scaling: pixels stay honest)."""
 
-    def __init__(self, caption: str, *, side: int = 112, parent: QWidget | None = None) -> None:
+    def __init__(self, caption: str, *, side: int = 96, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._side = side
         self._image: np.ndarray | None = None
@@ -198,13 +198,20 @@ class RunProgressPanel(QWidget):
         tiles_outer.addWidget(QLabel("What the model sees"))
         tiles_outer.addLayout(tiles)
 
+        # ETA, sparkline and the model's view appear with the first run (idle, they would be empty).
+        self.details = QWidget()
+        details_layout = QVBoxLayout(self.details)
+        details_layout.setContentsMargins(0, 0, 0, 0)
+        details_layout.addWidget(self.eta_label)
+        details_layout.addWidget(self.sparkline)
+        details_layout.addWidget(self._tiles_box)
+        self.details.setVisible(False)
+
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.status_label)
         layout.addLayout(bar_row)
-        layout.addWidget(self.eta_label)
-        layout.addWidget(self.sparkline)
-        layout.addWidget(self._tiles_box)
+        layout.addWidget(self.details)
         self._stage_count = 0
         self._current_stage = 0
 
@@ -212,6 +219,7 @@ class RunProgressPanel(QWidget):
 
     def begin(self) -> None:
         """A run was requested: reset, show that the model is being prepared."""
+        self.details.setVisible(True)
         self.status_label.setText("Preparing the model\u2026")
         self.progress_bar.setRange(0, 0)        # busy indicator until the plan arrives
         self.progress_bar.set_stage_starts([])

@@ -171,7 +171,8 @@ def cache_key(
         what="settings",
     ).encode("ascii")
     digest = hashlib.sha256()
-    for part in (f"dgp-studio-cache-key/{KEY_ENCODING_VERSION}".encode("ascii"), header, image_bytes, mask_bytes):
+    tag = f"dgp-studio-cache-key/{KEY_ENCODING_VERSION}".encode("ascii")
+    for part in (tag, header, image_bytes, mask_bytes):
         digest.update(len(part).to_bytes(8, "little"))
         digest.update(part)
     return digest.hexdigest()
@@ -237,7 +238,9 @@ def _folder_bytes(folder: Path) -> int:
 
 
 def _write_png(path: Path, image: np.ndarray, what: str) -> None:
-    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
+    if not (
+        isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
+    ):
         raise BadInputError(f"cache entry: the {what} must be an H x W x 3 uint8 array.")
     Image.fromarray(np.ascontiguousarray(image), mode="RGB").save(path, format="PNG", compress_level=1)
 
@@ -272,7 +275,9 @@ class StateCache:
     process's eviction simply misses.
     """
 
-    def __init__(self, root: str | os.PathLike, *, max_bytes: int, stale_temporary_seconds: float = 3600.0) -> None:
+    def __init__(
+        self, root: str | os.PathLike, *, max_bytes: int, stale_temporary_seconds: float = 3600.0
+    ) -> None:
         self.root = Path(root)
         self.max_bytes = self._check_max_bytes(max_bytes)
         self._lock = threading.RLock()
@@ -347,7 +352,9 @@ class StateCache:
         return self.root / _check_key(key)
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and bool(_KEY_PATTERN.match(key)) and (self.root / key / SIDECAR_FILE).is_file()
+        if not (isinstance(key, str) and _KEY_PATTERN.match(key)):
+            return False
+        return (self.root / key / SIDECAR_FILE).is_file()
 
     def put(self, key: str, result: RestoreResult, *, made_with: Mapping[str, object] | None = None) -> Path:
         """Store a restore's state and images under ``key``, replacing an older entry.
@@ -461,8 +468,9 @@ class StateCache:
                         raise ValueError(f"the sidecar lists no {role} file")
                 for role, record in files.items():
                     path = folder / Path(record["name"]).name
-                    if path.stat().st_size != int(record["size"]):
-                        raise ValueError(f"{role} file has {path.stat().st_size} bytes, expected {record['size']}")
+                    size = path.stat().st_size
+                    if size != int(record["size"]):
+                        raise ValueError(f"{role} file has {size} bytes, expected {record['size']}")
                     if _sha256_file(path) != record["sha256"]:
                         raise ValueError(f"{role} file fails its SHA-256 checksum")
                 state = GeneratorState.load(folder / Path(files["state"]["name"]).name)

@@ -366,15 +366,28 @@ def command_morph(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, models_root: Path | None = None) -> int:
+    """Run the command line; ``models_root`` is the model store's default folder.
+
+    The engine knows no per-user folders: the app's entry point passes the
+    platform's data folder for ``models`` (the ``--root`` option overrides it).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":
         from engine.train import main as train_main
 
         return train_main(argv[1:])
-    if argv and argv[0] in ("models", "evaluate"):
-        print(f"dgp-studio {argv[0]}: not available in this version.", file=sys.stderr)
-        return 2
+    if argv and argv[0] == "models":
+        from engine.model_store import main as models_main
+
+        rest = argv[1:]
+        if models_root is not None and "--root" not in rest and not any(a.startswith("--root=") for a in rest):
+            rest = ["--root", str(models_root), *rest]
+        return models_main(rest)
+    if argv and argv[0] == "evaluate":
+        from engine.evaluate import main as evaluate_main
+
+        return evaluate_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

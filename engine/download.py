@@ -172,6 +172,13 @@ def download(
         404); a web page where a file was expected; still failing after
         ``max_attempts``; a wrong checksum. The message names the URL. On a
         network failure the ``.part`` file is kept, so a later call resumes.
+
+    Notes
+    -----
+    A resumed request does not ask the server whether the file changed since
+    the ``.part`` file was started (no ``If-Range``: nothing about the first
+    response is stored); with ``expected_sha256`` a spliced file is caught
+    and deleted, without it the caller's own validation has to catch it.
     """
     scheme = urllib.parse.urlsplit(url).scheme.lower()
     if scheme not in ("http", "https"):
@@ -223,9 +230,13 @@ def download(
                     error.close()
                     if error.code in _TRANSIENT_HTTP_STATUSES:
                         raise _Interrupted(f"HTTP {error.code} {error.reason}") from None
-                    raise DownloadError(f"{url}: the server answered HTTP {error.code} ({error.reason}).") from None
+                    raise DownloadError(
+                        f"{url}: the server answered HTTP {error.code} ({error.reason})."
+                    ) from None
                 except urllib.error.URLError as error:
                     raise _Interrupted(str(error.reason)) from None
+                except (http.client.HTTPException, OSError) as error:   # e.g. a garbled status line
+                    raise _Interrupted(str(error) or type(error).__name__) from None
                 with response:
                     content_type = (response.headers.get("Content-Type") or "").lower()
                     if content_type.startswith("text/html"):
@@ -255,7 +266,8 @@ def download(
                             try:
                                 chunk = response.read(chunk_bytes)
                             except (OSError, http.client.HTTPException) as error:
-                                raise _Interrupted(f"the connection broke ({error or type(error).__name__})") from None
+                                reason = error or type(error).__name__
+                                raise _Interrupted(f"the connection broke ({reason})") from None
                             if not chunk:
                                 break
                             handle.write(chunk)

@@ -108,7 +108,7 @@ class TaskSpec:
 TASK_SPECS: dict[str, TaskSpec] = {
     "reconstruct": TaskSpec("reconstruct", None, (), "Reconstruction"),
     "colorize": TaskSpec("colorize", None, ("gray_input",), "Colorization"),
-    "inpaint": TaskSpec("inpaint", None, ("mean_fill", "harmonic_fill"), "Inpainting (centred hole)"),
+    "inpaint": TaskSpec("inpaint", None, ("mean_fill", "harmonic_fill"), "Inpainting, centred hole"),
     "sr4": TaskSpec("sr", 4, ("bicubic", "lanczos"), "Super-resolution ×4"),
 }
 TASKS: tuple[str, ...] = tuple(TASK_SPECS)
@@ -124,8 +124,8 @@ METHOD_DESCRIPTIONS: dict[str, str] = {
     "harmonic_fill": "the hole filled by solving Laplace's equation with the known pixels as boundary",
     "gray_input": "the grey input itself (no colour)",
     "z_only": "latent optimisation only: the trained G fixed (every G learning rate 0, no instance norm)",
-    "random_g": "the same architecture randomly (orthogonally) initialised, fine-tuned with the same schedule "
-                "(Deep-Image-Prior style); D is the trained one",
+    "random_g": "the same architecture randomly (orthogonally) initialised, fine-tuned with the same "
+                "schedule (Deep-Image-Prior style); D is the trained one",
     "dgp_mse": "DGP with pixel MSE instead of the discriminator loss (w_d = 0, w_mse = 1 in every stage)",
     "dgp_d_all": "DGP with the preset's losses but every G group unlocked from stage 1 (not progressive)",
     "dgp": "DGP with the task's default preset as published: discriminator loss + progressive unlocking",
@@ -274,7 +274,9 @@ def read_ground_truths(
                 with Image.open(io.BytesIO(data)) as opened:
                     rgb = np.asarray(opened.convert("RGB"), dtype=np.uint8)
             except OSError as error:
-                raise BadInputError(f"{tar_path}: the member {member.name} is not a readable image ({error}).") from None
+                raise BadInputError(
+                    f"{tar_path}: the member {member.name} is not a readable image ({error})."
+                ) from None
             roi = RegionOfInterest.largest_centred_square(rgb.shape[1], rgb.shape[0])
             truths[member.name] = prepare_model_input(rgb, roi, resolution)
     return truths
@@ -651,7 +653,8 @@ def run_evaluation(
     # Baselines first (instant), then DGP with the published preset, so that an
     # identical variant (e.g. dgp_d_all where the preset already unlocks all groups)
     # reuses dgp's run instead of repeating it.
-    order = [m for m in BASELINE_METHODS + ("dgp", "dgp_d_all", "dgp_mse", "z_only", "random_g") if m in methods]
+    execution_order = BASELINE_METHODS + ("dgp", "dgp_d_all", "dgp_mse", "z_only", "random_g")
+    order = [m for m in execution_order if m in methods]
     work = [
         (image, task, method)
         for image in chosen for task in tasks for method in order
@@ -726,7 +729,8 @@ def run_evaluation(
                 else:
                     generator = engine.G
                 result, changed, note = _dgp_result(
-                    engine, generator, degradation, target, schedule, class_index=image.class_index, seed=seed,
+                    engine, generator, degradation, target, schedule,
+                    class_index=image.class_index, seed=seed,
                 )
                 record["g_changed_tensors"] = changed
                 if note:
@@ -778,6 +782,10 @@ _METRIC_COLUMNS: tuple[tuple[str, str, float, int], ...] = (
 )
 _CHROMA_COLUMN = ("chroma", "mean chroma", 1.0, 2)
 SHEET_EXAMPLES = 4
+
+
+def _iteration_scale_note(scale: float) -> str:
+    return "" if scale == 1.0 else f", iterations ×{scale:g}"
 
 
 def _mean_and_std(values: Sequence[float], scale: float, decimals: int) -> str:
@@ -865,7 +873,7 @@ def write_report(results: Sequence[dict], out_dir: str | os.PathLike, *, command
         f"resized to the model resolution; the class is known (the validation label).",
         f"- Schedules: each task's default preset for the model"
         f"{' (quick variant)' if run.get('quick') else ''}"
-        f"{'' if run.get('iteration_scale', 1.0) == 1.0 else ', iterations ×' + str(run.get('iteration_scale'))}"
+        f"{_iteration_scale_note(run.get('iteration_scale', 1.0))}"
         f"; every DGP method uses the same latent-search seed and iteration budget.",
         "",
         "## How the numbers are computed",
@@ -910,10 +918,12 @@ def write_report(results: Sequence[dict], out_dir: str | os.PathLike, *, command
                              f"preset; its results are copied, not recomputed.")
             failures = [r for r in rows if r.get("note")]
             if failures:
-                notes.append(f"`{method}`: {len(failures)} run(s) stopped on a non-finite loss and were scored "
-                             f"at the last finite state.")
+                notes.append(f"`{method}`: {len(failures)} run(s) stopped on a non-finite loss and were "
+                             f"scored at the last finite state.")
         if task == "colorize":
-            truth_chroma = [r["metrics"]["chroma_truth"] for r in task_records if "chroma_truth" in r["metrics"]]
+            truth_chroma = [
+                r["metrics"]["chroma_truth"] for r in task_records if "chroma_truth" in r["metrics"]
+            ]
             if truth_chroma:
                 notes.append(f"Mean chroma of the ground truth: {np.mean(truth_chroma):.2f}.")
         if notes:
@@ -951,7 +961,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--data", required=True, type=Path, metavar="VAL.tar",
                         help="tar of WNID/NAME.JPEG images (Tiny ImageNet's val.tar), classes.json beside it")
-    parser.add_argument("--classes", type=Path, metavar="classes.json", help="class list (default: beside the tar)")
+    parser.add_argument("--classes", type=Path, metavar="classes.json",
+                        help="class list (default: the one beside the tar)")
     parser.add_argument("--tasks", default=",".join(TASKS), metavar="LIST",
                         help=f"comma-separated, from {','.join(TASKS)} (default: all)")
     parser.add_argument("--methods", default=",".join(METHODS), metavar="LIST",
@@ -960,7 +971,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"number of images (default {DEFAULT_LIMIT} unless --sample-fraction is given)")
     parser.add_argument("--sample-fraction", type=float, metavar="F",
                         help="fraction of the usable validation images to sample (with --limit: the smaller)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the sample, the latent search and random_g")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the sample, the latent search and random_g (default 0)")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",
                         help="report folder; results.jsonl there is resumed")
     parser.add_argument("--quick", action="store_true", help="the presets' quick variants")

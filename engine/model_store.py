@@ -38,7 +38,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path, PureWindowsPath
 
 from engine.biggan import BigGANConfig
 from engine.errors import BadInputError
@@ -108,8 +108,8 @@ def safe_join(root: str | os.PathLike, relative: str | os.PathLike) -> Path:
     if not text or "\x00" in text:
         raise BadInputError(f"path {text!r} is empty or contains a NUL character.")
     # Judge the text by both path flavours: a session written on Windows may be opened on Linux.
-    if PurePosixPath(text).is_absolute() or PureWindowsPath(text).is_absolute() or PureWindowsPath(text).drive \
-            or text.startswith(("/", "\\")):
+    # A drive ("C:", "\\\\server\\share") or a leading separator is absolute on one system or the other.
+    if PureWindowsPath(text).drive or text.startswith(("/", "\\")):
         raise BadInputError(f"path {text!r} must be relative to {root}, not absolute.")
     parts = [part for part in re.split(r"[\\/]+", text) if part not in ("", ".")]
     if not parts:
@@ -268,13 +268,19 @@ def find_release_pair(folder: str | os.PathLike) -> tuple[Path, Path | None]:
     """
     folder = Path(folder)
     candidates = (
-        sorted(folder.glob("G_ema*.pth")) or sorted(folder.glob("G*.pth")) or sorted(folder.glob("G*.safetensors"))
+        sorted(folder.glob("G_ema*.pth"))
+        or sorted(folder.glob("G*.pth"))
+        or sorted(folder.glob("G*.safetensors"))
     )
     if not candidates:
-        raise BadInputError(f"{folder}: the folder holds no generator file (G_ema*.pth, G*.pth or G*.safetensors).")
+        raise BadInputError(
+            f"{folder}: the folder holds no generator file (G_ema*.pth, G*.pth or G*.safetensors)."
+        )
     if len(candidates) > 1:
         names = ", ".join(path.name for path in candidates)
-        raise BadInputError(f"{folder}: the folder holds several generators ({names}); import one file by name.")
+        raise BadInputError(
+            f"{folder}: the folder holds several generators ({names}); import one file by name."
+        )
     generator = candidates[0]
     suffix = re.sub(r"^G(_ema)?", "", generator.stem)
     discriminators = sorted(folder.glob("D*.pth")) + sorted(folder.glob("D*.safetensors"))
@@ -344,7 +350,9 @@ class ModelStore:
 
     def _folder_of(self, model_id: str) -> Path:
         if not isinstance(model_id, str) or not _ID_PATTERN.match(model_id):
-            raise BadInputError(f"model id {model_id!r} is not a valid id (lowercase letters, digits, '.', '-', '_').")
+            raise BadInputError(
+                f"model id {model_id!r} is not a valid id (lowercase letters, digits, '.', '-', '_')."
+            )
         return safe_join(self.root, model_id)
 
     def _load(self, folder: Path) -> StoredModel:
@@ -368,7 +376,9 @@ class ModelStore:
             except (OSError, ValueError) as error:
                 problems.append(f"{folder / CARD_FILE}: unreadable model card ({error}).")
         imported.sort(key=lambda model: (str(model.card.get("imported_at", "")), model.id))
-        return ModelListing(models=tuple(models + imported), builtin_missing=builtin_missing, problems=tuple(problems))
+        return ModelListing(
+            models=tuple(models + imported), builtin_missing=builtin_missing, problems=tuple(problems)
+        )
 
     def get(self, model_id: str) -> StoredModel:
         """The model with this id (``"builtin"`` for the built-in one)."""
@@ -399,7 +409,8 @@ class ModelStore:
             linked = record.get("mode") == "link"
             label = f"{model.id}: the {role} file {path}"
             if path is None or not path.is_file():
-                problems.append(f"{label} is missing" + (" (the link's target was moved or deleted)." if linked else "."))
+                why = " (the link's target was moved or deleted)." if linked else "."
+                problems.append(f"{label} is missing{why}")
                 continue
             if linked and (model.folder / record["name"]).is_symlink():
                 pointed = Path(os.readlink(model.folder / record["name"]))
@@ -485,13 +496,17 @@ class ModelStore:
         g_path = Path(g_path).expanduser()
         if g_path.is_dir():
             if d_path is not None:
-                raise BadInputError(f"{g_path}: give either a folder of released files or the G and D files, not both.")
+                raise BadInputError(
+                    f"{g_path}: give either a folder of released files or the G and D files, not both."
+                )
             g_path, d_path = find_release_pair(g_path)
         files = {"G": g_path.absolute()}
         if d_path is not None:
             files["D"] = Path(d_path).expanduser().absolute()
         if len({path.name for path in files.values()}) != len(files):
-            raise BadInputError(f"{files['G']}: the generator and discriminator files must have different names.")
+            raise BadInputError(
+                f"{files['G']}: the generator and discriminator files must have different names."
+            )
         for role, path in files.items():
             if not path.is_file():
                 what = "generator" if role == "G" else "discriminator"
@@ -507,8 +522,9 @@ class ModelStore:
             warnings_text.append(NO_DISCRIMINATOR_WARNING)
         elif config.d_ch != config.g_ch:
             warnings_text.append(
-                f"The discriminator's width (ch{config.d_ch}) differs from the generator's (ch{config.g_ch}); "
-                f"the released pairs share one width, so check that these files belong together."
+                f"The discriminator's width (ch{config.d_ch}) differs from the generator's "
+                f"(ch{config.g_ch}); the released pairs share one width, so check that these files "
+                f"belong together."
             )
 
         with self._lock:
@@ -518,16 +534,19 @@ class ModelStore:
                 records: dict[str, dict] = {}
                 for role, path in files.items():
                     stored = temporary / path.name
-                    record: dict = {"name": path.name, "mode": mode, "original": (origins or {}).get(role, str(path))}
+                    original = (origins or {}).get(role, str(path))
+                    record: dict = {"name": path.name, "mode": mode, "original": original}
                     if mode == "copy":
                         if move:
                             os.replace(path, stored)
                             record["size"], record["sha256"] = stored.stat().st_size, _sha256_file(stored)
                         else:
                             record["size"], record["sha256"] = _copy_with_digest(path, stored)
-                            after = path.stat()
-                            if (after.st_size, after.st_mtime_ns) != (before[role].st_size, before[role].st_mtime_ns):
-                                raise BadInputError(f"{path}: the file changed while it was being imported; try again.")
+                            after, earlier = path.stat(), before[role]
+                            if (after.st_size, after.st_mtime_ns) != (earlier.st_size, earlier.st_mtime_ns):
+                                raise BadInputError(
+                                    f"{path}: the file changed while it was being imported; try again."
+                                )
                     else:
                         record["target"] = str(path.resolve())
                         record["size"], record["sha256"] = path.stat().st_size, _sha256_file(path)
@@ -581,24 +600,53 @@ class ModelStore:
         Files are fetched into ``<root>/.downloads`` (a broken transfer resumes
         there on the next call) and moved into the store after validation.
         ``on_progress(Progress)`` is called for every progress event. Returns
-        the :class:`StoredModel`, or None when cancelled.
+        the :class:`StoredModel`, or None when cancelled. When a transfer fails,
+        files already downloaded and verified stay there too, so the next call
+        does not fetch them again; a cancel or an import removes them.
         """
-        from engine.download import download, file_name_from_url
+        from engine.download import DownloadError
 
         if not 1 <= len(urls) <= 2:
             raise BadInputError("give one URL (the generator) or two (generator, then discriminator).")
         if len(sha256s) != len(urls):
             raise BadInputError(f"give one --sha256 per URL: {len(urls)} URLs but {len(sha256s)} checksums.")
-        paths = []
+        paths: list[Path] = []
+        folders: list[Path] = []
+        keep_for_resume = False
+        try:
+            return self._download_then_import(
+                urls, sha256s, paths, folders, name=name, should_stop=should_stop, on_progress=on_progress,
+                download_options=download_options,
+            )
+        except DownloadError:
+            keep_for_resume = True
+            raise
+        finally:
+            for path in [] if keep_for_resume else paths:
+                path.unlink(missing_ok=True)
+            for folder in folders:
+                try:
+                    folder.rmdir()   # stays when a kept .part waits to be resumed
+                except OSError:
+                    pass
+
+    def _download_then_import(
+        self, urls, sha256s, paths: list[Path], folders: list[Path], *, name, should_stop, on_progress,
+        download_options,
+    ):
+        from engine.download import download, file_name_from_url
+
         for index, (url, digest) in enumerate(zip(urls, sha256s)):
             role = ("G", "D")[index]
             file_name = file_name_from_url(url, fallback=f"{role}.pth")
             # Sharing links often end in a non-file segment ("uc", "download"); name those by role.
-            if not file_name.endswith((".pth", ".pt", ".safetensors")) or any(p.name == file_name for p in paths):
+            taken = any(path.name == file_name for path in paths)
+            if taken or not file_name.endswith((".pth", ".pt", ".safetensors")):
                 file_name = f"{role}.pth"
             # One folder per expected checksum: a re-run with the same file resumes its .part.
             folder = self.root / DOWNLOADS_FOLDER / digest.strip().lower()[:32]
             folder.mkdir(parents=True, exist_ok=True)
+            folders.append(folder)
             target = folder / file_name
             finished = yield_from_download(
                 download(url, target, expected_sha256=digest, should_stop=should_stop, **download_options),
@@ -607,19 +655,11 @@ class ModelStore:
             if not finished:
                 return None
             paths.append(target)
-        try:
-            return self._import(
-                paths[0], paths[1] if len(paths) > 1 else None, mode="copy", name=name,
-                source=" + ".join(urls), move=True,
-                origins={role: url for role, url in zip(("G", "D"), urls)},
-            )
-        finally:
-            for path in paths:
-                path.unlink(missing_ok=True)
-                try:
-                    path.parent.rmdir()
-                except OSError:
-                    pass
+        return self._import(
+            paths[0], paths[1] if len(paths) > 1 else None, mode="copy", name=name,
+            source=" + ".join(urls), move=True,
+            origins={role: url for role, url in zip(("G", "D"), urls)},
+        )
 
 
 def yield_from_download(generator, on_progress) -> bool:
@@ -652,7 +692,8 @@ def build_parser() -> argparse.ArgumentParser:
             "examples:\n"
             "  dgp-studio models import ~/pretrained/G_ema_128.pth ~/pretrained/D_128.pth\n"
             "  dgp-studio models import ~/pretrained --link\n"
-            "  dgp-studio models download https://example.org/G_ema_128.pth https://example.org/D_128.pth \\\n"
+            "  dgp-studio models download https://example.org/G_ema_128.pth \\\n"
+            "      https://example.org/D_128.pth \\\n"
             "      --sha256 <G digest> --sha256 <D digest>\n"
             "  dgp-studio models verify"
         ),
@@ -662,12 +703,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("list", help="list the models, the built-in one first")
     importing = commands.add_parser("import", help="validate and import a generator and discriminator")
-    importing.add_argument("g", type=Path, metavar="G", help="generator file, or a folder with G_ema*.pth and D*.pth")
+    importing.add_argument("g", type=Path, metavar="G",
+                           help="generator file, or a folder with G_ema*.pth and D*.pth")
     importing.add_argument("d", type=Path, nargs="?", metavar="D", help="discriminator file (DGP needs it)")
     importing.add_argument("--link", action="store_true", help="link to the files instead of copying them")
     importing.add_argument("--name", metavar="N", help="display name")
-    downloading = commands.add_parser("download", help="download a generator (and discriminator), then import")
-    downloading.add_argument("urls", nargs="+", metavar="URL", help="generator URL, then optionally the discriminator's")
+    downloading = commands.add_parser("download",
+                                      help="download a generator (and discriminator), then import")
+    downloading.add_argument("urls", nargs="+", metavar="URL",
+                             help="generator URL, then optionally the discriminator's")
     downloading.add_argument("--sha256", action="append", required=True, metavar="H",
                              help="expected SHA-256 of each file, in the order of the URLs")
     downloading.add_argument("--name", metavar="N", help="display name")
@@ -701,14 +745,18 @@ def _command_download(store: ModelStore, args) -> int:
         url = event.extra.get("url", "")
         bar = bars.get(url)
         if bar is None:
-            bar = bars[url] = tqdm(desc=event.detail.split(" ")[0], unit="B", unit_scale=True, unit_divisor=1024,
-                                   disable=None, file=sys.stderr, dynamic_ncols=True, leave=True)
+            bar = bars[url] = tqdm(
+                desc=event.detail.split(" ")[0], unit="B", unit_scale=True, unit_divisor=1024,
+                disable=None, file=sys.stderr, dynamic_ncols=True, leave=True,
+            )
         bar.total = event.total or None
         bar.n = event.done
         bar.refresh()
 
     try:
-        model = store.download_and_import(args.urls, digests, name=args.name, should_stop=stop, on_progress=show)
+        model = store.download_and_import(
+            args.urls, digests, name=args.name, should_stop=stop, on_progress=show
+        )
     except KeyboardInterrupt:
         stop.set()
         print("dgp-studio models: download cancelled; no partial file was kept.", file=sys.stderr)

@@ -7,13 +7,14 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-from PySide6.QtGui import QDropEvent, QGuiApplication
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from dgp_studio.imaging import rgb_to_qimage
@@ -27,6 +28,13 @@ def paint_blob(window, centre=(30, 22), diameter=10):
     layer = window.mask_layer()
     layer.begin_stroke(QPointF(*centre), diameter=diameter, erase=False)
     layer.end_stroke()
+
+
+def focus_canvas(qtbot, window):
+    """Make the window active (shortcuts need it) and give the canvas the keyboard."""
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+    window.canvas.setFocus()
 
 
 def run_and_wait(qtbot, window, *, timeout=180_000):
@@ -83,6 +91,7 @@ def test_cancel_ends_the_run_within_an_iteration_and_the_app_stays_usable(make_w
     assert window.start_restore()
     qtbot.waitUntil(lambda: window.progress_panel.progress_bar.value() >= 2, timeout=120_000)
     assert window.cancel_action.isEnabled()
+    focus_canvas(qtbot, window)
     started = time.perf_counter()
     with qtbot.waitSignal(window.runEnded, timeout=60_000):
         qtbot.keyClick(window, Qt.Key.Key_Escape)
@@ -101,7 +110,7 @@ def test_ctrl_enter_starts_a_run(make_window, qtbot, photo):
     window = make_window()
     window.set_photo(photo)
     window.task_panel.set_task("defend")
-    window.activateWindow()
+    focus_canvas(qtbot, window)
     with qtbot.waitSignal(window.runEnded, timeout=180_000):
         qtbot.keyClick(window, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
     assert window.history.entries()[0].task == "defend"
@@ -176,6 +185,12 @@ def test_open_by_path_and_by_drop_loads_the_photo_and_remembers_it(make_window, 
     np.testing.assert_array_equal(window.photo(), photo)
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(second))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)       # the QPoint overload is the only one
+        enter = QDragEnterEvent(QPoint(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                                Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(window.canvas.viewport(), enter)
+    assert enter.isAccepted()
     drop = QDropEvent(QPointF(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                       Qt.KeyboardModifier.NoModifier)
     with qtbot.waitSignal(window.photoOpened, timeout=60_000) as opened:
@@ -201,6 +216,27 @@ def test_transparent_pixels_start_the_mask(make_window, qtbot, tmp_path, photo):
     assert window.mask_layer().is_empty()
 
 
+def test_exported_mask_imports_back_as_one_undo_step(make_window, qtbot, tmp_path, photo):
+    window = make_window(wait_for_model=False)
+    window.set_photo(photo)
+    paint_blob(window, diameter=14)
+    painted = window.mask_layer().array.copy()
+    target = tmp_path / "mask.png"
+    window.mask_layer().export_png(target)
+    window.clear_mask()
+    assert window.mask_layer().is_empty()
+    window.import_mask(target)
+    qtbot.waitUntil(lambda: not window.mask_layer().is_empty(), timeout=60_000)
+    np.testing.assert_array_equal(window.mask_layer().array, painted)
+    window.undo_action.trigger()
+    assert window.mask_layer().is_empty()
+    small = tmp_path / "small.png"
+    Image.fromarray(np.full((10, 10), 255, dtype=np.uint8)).save(small)
+    with qtbot.waitSignal(window.errorShown, timeout=60_000) as shown:
+        window.import_mask(small)
+    assert "small.png" in shown.args[0]
+
+
 def test_paste_from_the_clipboard_opens_the_image(make_window, qtbot, photo):
     window = make_window(wait_for_model=False)
     QGuiApplication.clipboard().setImage(rgb_to_qimage(photo))
@@ -214,8 +250,7 @@ def test_undo_and_redo_shortcuts_act_on_strokes(make_window, qtbot, photo):
     window.set_photo(photo)
     paint_blob(window)
     painted = window.mask_layer().array.copy()
-    window.activateWindow()
-    window.canvas.setFocus()
+    focus_canvas(qtbot, window)
     qtbot.keyClick(window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert window.mask_layer().is_empty()
     qtbot.keyClick(window.canvas, Qt.Key.Key_Z,
@@ -226,8 +261,7 @@ def test_undo_and_redo_shortcuts_act_on_strokes(make_window, qtbot, photo):
 def test_brackets_change_the_brush_size(make_window, qtbot, photo):
     window = make_window(wait_for_model=False)
     window.set_photo(photo)
-    window.activateWindow()
-    window.canvas.setFocus()
+    focus_canvas(qtbot, window)
     size = window.canvas.brush_size()
     qtbot.keyClick(window.canvas, Qt.Key.Key_BracketRight)
     assert window.canvas.brush_size() > size
@@ -242,9 +276,7 @@ def test_hold_tab_shows_the_original_and_the_split_slider_compares(make_window, 
     window.task_panel.set_task("reconstruct")
     run_and_wait(qtbot, window)
     assert window.canvas.result_visible()
-    window.activateWindow()
-    window.canvas.setFocus()
-    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+    focus_canvas(qtbot, window)
     qtbot.keyPress(window.canvas, Qt.Key.Key_Tab)
     assert not window.canvas.result_visible()
     qtbot.keyRelease(window.canvas, Qt.Key.Key_Tab)

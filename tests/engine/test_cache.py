@@ -40,10 +40,12 @@ def state(engine: Engine) -> GeneratorState:
     rng = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for parameter in tuned.parameters():
-            parameter.add_(0.05 * (parameter.abs().mean() + 0.01) * torch.randn(parameter.shape, generator=rng))
+            noise = torch.randn(parameter.shape, generator=rng)
+            parameter.add_(0.05 * (parameter.abs().mean() + 0.01) * noise)
     z = torch.randn(1, engine.G.config.dim_z, generator=rng)
     return GeneratorState.capture(
-        engine.G, tuned, z, 3, model_identity=engine.model.identity, use_in=False, task="colorize", preset="quick",
+        engine.G, tuned, z, 3, model_identity=engine.model.identity, use_in=False, task="colorize",
+        preset="quick",
     )
 
 
@@ -113,7 +115,8 @@ def test_round_trip_reproduces_the_image(engine, state, tmp_path):
     cache = StateCache(tmp_path / "cache", max_bytes=10**9)
     key = key_for(0)
     folder = cache.put(key, result, made_with={"task": "colorize", "seed": 0})
-    assert sorted(p.name for p in folder.iterdir()) == sorted([STATE_FILE, IMAGE_FILE, "composite.png", SIDECAR_FILE])
+    expected_files = [STATE_FILE, IMAGE_FILE, "composite.png", SIDECAR_FILE]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(expected_files)
 
     entry = cache.get(key)
     assert entry is not None
@@ -277,7 +280,9 @@ def test_a_failed_rename_leaves_no_entry_and_no_leftovers(engine, state, tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_crash_before_the_rename_leaves_only_a_hidden_folder_that_is_swept(engine, state, tmp_path, monkeypatch):
+def test_a_crash_before_the_rename_leaves_only_a_hidden_folder_that_is_swept(
+    engine, state, tmp_path, monkeypatch
+):
     cache = StateCache(tmp_path, max_bytes=10**9)
     key = key_for(0)
     _fail_final_rename(monkeypatch, cache, key)

@@ -30,6 +30,15 @@ CLASSES = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a busy machine threads make them crawl."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def tiny_config() -> BigGANConfig:
     # Attention at 16 px: G has 8·8 = 64 channels there and D 2·8 = 16, both ≥ 8 as
     # attention's channels // 8 needs.
