@@ -28,18 +28,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The command line never loads Qt.
         from engine.cli import main as cli_main
 
-        return int(cli_main(args) or 0)
+        return int(cli_main(args, models_root=_models_root()) or 0)
     return run_gui(args)
+
+
+def _models_root():
+    """Where ``dgp-studio models`` keeps imported models: the platform's per-user data folder."""
+    from pathlib import Path
+
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("dgp-studio")) / "models"
 
 
 def _gui_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dgp-studio",
         description="Restore photos with a Deep Generative Prior: paint what is missing, pick what the photo "
-                    "shows, click Restore.",
+        "shows, click Restore.",
         epilog=f"Command line: dgp-studio {{{','.join(sorted(CLI_COMMANDS))}}} --help",
     )
     parser.add_argument("image", nargs="?", help="a photo to open at start")
+    parser.add_argument(
+        "--install-desktop-entry", action="store_true",
+        help="add DGP Studio to this user's application menu (.desktop entry, AppStream metainfo and "
+             "icons under $XDG_DATA_HOME, default ~/.local/share) and exit",
+    )
     return parser
 
 
@@ -47,6 +61,16 @@ def run_gui(args: Sequence[str]) -> int:
     """Start the window on a qasync event loop and run until it is closed."""
     options, qt_arguments = _gui_parser().parse_known_args(list(args))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if options.install_desktop_entry:
+        from dgp_studio.desktop_entry import install_desktop_entry
+
+        try:
+            written = install_desktop_entry()
+        except OSError as error:
+            print(f"dgp-studio: {error}", file=sys.stderr)
+            return 1
+        print("\n".join(str(path) for path in written))
+        return 0
 
     import qasync
     from PySide6.QtCore import QTimer
@@ -58,6 +82,12 @@ def run_gui(args: Sequence[str]) -> int:
     app.setApplicationName(APP_NAME)
     app.setApplicationDisplayName(APP_DISPLAY_NAME)
     app.setOrganizationName(APP_NAME)
+    from PySide6.QtGui import QIcon
+
+    from dgp_studio.desktop_entry import APP_ID, packaged_icon_path
+
+    app.setDesktopFileName(APP_ID)  # Wayland app_id: links the window to the .desktop entry
+    app.setWindowIcon(QIcon(str(packaged_icon_path())))
     # The coroutine below ends the loop when the window closes; Qt must not quit first.
     app.setQuitOnLastWindowClosed(False)
 

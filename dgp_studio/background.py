@@ -57,8 +57,13 @@ class BackgroundJobs(QObject):
         self._pool.setExpiryTimeout(2_000)
         self._relays: set[_Relay] = set()
 
-    def submit(self, function: Callable[[], Any], *, on_success: Callable[[Any], None],
-               on_error: Callable[[BaseException, str], None]) -> None:
+    def submit(
+        self,
+        function: Callable[[], Any],
+        *,
+        on_success: Callable[[Any], None],
+        on_error: Callable[[BaseException, str], None],
+    ) -> None:
         relay = _Relay(self)
         self._relays.add(relay)
 

@@ -23,7 +23,6 @@ from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QBrush,
     QColor,
-    QCursor,
     QDragEnterEvent,
     QDropEvent,
     QKeyEvent,
@@ -54,9 +53,9 @@ from dgp_studio.mask import BRUSH_SIZE_STEP, MaskLayer, MaskOverlayItem, clamp_b
 
 MIN_ZOOM = 0.02
 MAX_ZOOM = 32.0
-WHEEL_ZOOM_BASE = 1.0015          # per wheel-delta unit: one notch (120) ≈ ×1.2
-MIN_ROI_SIZE = 8                  # pixels; below this the model sees almost nothing
-ROI_HANDLE_VIEW_PIXELS = 9.0      # corner handle size on screen, whatever the zoom
+WHEEL_ZOOM_BASE = 1.0015  # per wheel-delta unit: one notch (120) ≈ ×1.2
+MIN_ROI_SIZE = 8  # pixels; below this the model sees almost nothing
+ROI_HANDLE_VIEW_PIXELS = 9.0  # corner handle size on screen, whatever the zoom
 
 
 class Tool(enum.Enum):
@@ -92,7 +91,7 @@ class RoiItem(QGraphicsObject):
         self._image_height = image_height
         self._left, self._top, self._size = largest_centred_square(image_width, image_height)
         self._interactive = False
-        self._drag_mode: str | None = None          # "move" or a corner name
+        self._drag_mode: str | None = None  # "move" or a corner name
         self._drag_origin = QPointF()
         self._drag_start_roi = (0, 0, 0)
         self.setAcceptHoverEvents(True)
@@ -105,8 +104,13 @@ class RoiItem(QGraphicsObject):
 
     def set_roi(self, left: int, top: int, size: int) -> None:
         """Set the square, clamped to lie inside the image (size first, then position)."""
-        size = int(min(max(size, min(MIN_ROI_SIZE, self._image_width, self._image_height)),
-                       self._image_width, self._image_height))
+        size = int(
+            min(
+                max(size, min(MIN_ROI_SIZE, self._image_width, self._image_height)),
+                self._image_width,
+                self._image_height,
+            )
+        )
         left = int(min(max(left, 0), self._image_width - size))
         top = int(min(max(top, 0), self._image_height - size))
         if (left, top, size) == (self._left, self._top, self._size):
@@ -136,10 +140,14 @@ class RoiItem(QGraphicsObject):
 
     def _corners(self) -> dict[str, QPointF]:
         rect = self.roi_rect()
-        return {"top_left": rect.topLeft(), "top_right": rect.topRight(),
-                "bottom_left": rect.bottomLeft(), "bottom_right": rect.bottomRight()}
+        return {
+            "top_left": rect.topLeft(),
+            "top_right": rect.topRight(),
+            "bottom_left": rect.bottomLeft(),
+            "bottom_right": rect.bottomRight(),
+        }
 
-    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt override
+    def boundingRect(self) -> QRectF:
         margin = self._handle_size()
         return QRectF(0, 0, self._image_width, self._image_height).adjusted(-margin, -margin, margin, margin)
 
@@ -161,7 +169,9 @@ class RoiItem(QGraphicsObject):
 
     # ---------------------------------------------------------------- paint
 
-    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+    def paint(
+        self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None
+    ) -> None:
         outside = QPainterPath()
         outside.addRect(QRectF(0, 0, self._image_width, self._image_height))
         inside = QPainterPath()
@@ -185,7 +195,7 @@ class RoiItem(QGraphicsObject):
 
     # ---------------------------------------------------------------- mouse
 
-    def hoverMoveEvent(self, event: QGraphicsSceneHoverEvent) -> None:  # noqa: N802 - Qt override
+    def hoverMoveEvent(self, event: QGraphicsSceneHoverEvent) -> None:
         part = self._hit(event.pos())
         if part in ("top_left", "bottom_right"):
             self.setCursor(Qt.CursorShape.SizeFDiagCursor)
@@ -196,7 +206,7 @@ class RoiItem(QGraphicsObject):
         else:
             self.unsetCursor()
 
-    def mousePressEvent(self, event: QGraphicsSceneMouseEvent) -> None:  # noqa: N802 - Qt override
+    def mousePressEvent(self, event: QGraphicsSceneMouseEvent) -> None:
         part = self._hit(event.pos()) if self._interactive else None
         if part is None or event.button() != Qt.MouseButton.LeftButton:
             event.ignore()
@@ -206,7 +216,7 @@ class RoiItem(QGraphicsObject):
         self._drag_start_roi = self.roi()
         event.accept()
 
-    def mouseMoveEvent(self, event: QGraphicsSceneMouseEvent) -> None:  # noqa: N802 - Qt override
+    def mouseMoveEvent(self, event: QGraphicsSceneMouseEvent) -> None:
         if self._drag_mode is None:
             return
         left, top, size = self._drag_start_roi
@@ -223,13 +233,13 @@ class RoiItem(QGraphicsObject):
         reach_y = anchor_y - event.pos().y() if grow_up else event.pos().y() - anchor_y
         room_x = anchor_x if grow_left else self._image_width - anchor_x
         room_y = anchor_y if grow_up else self._image_height - anchor_y
-        new_size = int(round(max(reach_x, reach_y)))
+        new_size = round(max(reach_x, reach_y))
         new_size = max(min(new_size, room_x, room_y), min(MIN_ROI_SIZE, room_x, room_y))
         new_left = anchor_x - new_size if grow_left else anchor_x
         new_top = anchor_y - new_size if grow_up else anchor_y
         self.set_roi(new_left, new_top, new_size)
 
-    def mouseReleaseEvent(self, event: QGraphicsSceneMouseEvent) -> None:  # noqa: N802 - Qt override
+    def mouseReleaseEvent(self, event: QGraphicsSceneMouseEvent) -> None:
         self._drag_mode = None
 
 
@@ -247,13 +257,17 @@ class ResultItem(QGraphicsPixmapItem):
         self._split_scene_x = scene_x
         self.update()
 
-    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+    def paint(
+        self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None
+    ) -> None:
         local_split = self.mapFromScene(QPointF(self._split_scene_x, 0)).x()
         bounds = self.boundingRect()
         if local_split >= bounds.right():
             return
         if local_split > bounds.left():
-            painter.setClipRect(QRectF(local_split, bounds.top(), bounds.right() - local_split, bounds.height()))
+            painter.setClipRect(
+                QRectF(local_split, bounds.top(), bounds.right() - local_split, bounds.height())
+            )
         super().paint(painter, option, widget)
 
 
@@ -292,7 +306,7 @@ class ImageCanvas(QGraphicsView):
         self.setBackgroundBrush(QBrush(QColor(38, 38, 42)))
         self.setMouseTracking(True)
         self.setAcceptDrops(True)
-        self.viewport().setAcceptDrops(True)     # drops arrive at the viewport, then reach dropEvent below
+        self.viewport().setAcceptDrops(True)  # drops arrive at the viewport, then reach dropEvent below
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.SmartViewportUpdate)
 
@@ -381,7 +395,11 @@ class ImageCanvas(QGraphicsView):
         """Replace the mask layer (same size as the photo) and its overlay."""
         if self._mask_item is not None:
             self.scene().removeItem(self._mask_item)
-        if self._mask_layer is not None and self._mask_layer is not layer and self._mask_layer.parent() is self:
+        if (
+            self._mask_layer is not None
+            and self._mask_layer is not layer
+            and self._mask_layer.parent() is self
+        ):
             self._mask_layer.deleteLater()
         self._mask_layer = layer
         self._mask_item = MaskOverlayItem(layer)
@@ -411,8 +429,9 @@ class ImageCanvas(QGraphicsView):
         self._result_item.setPos(0, 0)
         self._result_item.setVisible(not self._showing_original)
 
-    def show_live_frame(self, rgb: np.ndarray, *, roi: tuple[int, int, int] | None = None,
-                        alpha: np.ndarray | None = None) -> None:
+    def show_live_frame(
+        self, rgb: np.ndarray, *, roi: tuple[int, int, int] | None = None, alpha: np.ndarray | None = None
+    ) -> None:
         """Show a model-resolution frame stretched over ``roi`` (default: the current region of interest).
 
         ``alpha`` (``(R, R)`` ``uint8``, 255 = shown) limits it to part of the
@@ -496,7 +515,9 @@ class ImageCanvas(QGraphicsView):
         self.setTransform(QTransform.fromScale(factor, factor))
         # Scroll so that the anchored image point is under the anchor again.
         landed = self.viewportTransform().map(anchored_scene_point)
-        self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() + round(landed.x() - anchor.x()))
+        self.horizontalScrollBar().setValue(
+            self.horizontalScrollBar().value() + round(landed.x() - anchor.x())
+        )
         self.verticalScrollBar().setValue(self.verticalScrollBar().value() + round(landed.y() - anchor.y()))
         self._update_brush_outline_size()
         self.zoomChanged.emit(factor)
@@ -524,7 +545,7 @@ class ImageCanvas(QGraphicsView):
         self._apply_zoom(max(factor, MIN_ZOOM))
         self.centerOn(self._image_width / 2, self._image_height / 2)
 
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+    def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         if self._fit_mode:
             self.fit_to_window()
@@ -601,10 +622,11 @@ class ImageCanvas(QGraphicsView):
 
     # ============================================================== mouse
 
-    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+    def mousePressEvent(self, event: QMouseEvent) -> None:
         button = event.button()
         wants_pan = button == Qt.MouseButton.MiddleButton or (
-            button == Qt.MouseButton.LeftButton and (self._space_held or self._tool is Tool.HAND))
+            button == Qt.MouseButton.LeftButton and (self._space_held or self._tool is Tool.HAND)
+        )
         if wants_pan:
             self._pan_last = event.position()
             self._update_cursor()
@@ -613,10 +635,11 @@ class ImageCanvas(QGraphicsView):
         if button == Qt.MouseButton.LeftButton and self.has_photo() and self._painting_enabled:
             image_point = self.map_view_to_image(event.position())
             if self._tool in (Tool.BRUSH, Tool.ERASER, Tool.RECTANGLE):
-                self.set_mask_visible(True)       # never paint blind
+                self.set_mask_visible(True)  # never paint blind
             if self._tool in (Tool.BRUSH, Tool.ERASER) and self._mask_layer is not None:
-                self._mask_layer.begin_stroke(image_point, diameter=self._brush_size,
-                                              erase=self._tool is Tool.ERASER)
+                self._mask_layer.begin_stroke(
+                    image_point, diameter=self._brush_size, erase=self._tool is Tool.ERASER
+                )
                 event.accept()
                 return
             if self._tool is Tool.RECTANGLE:
@@ -627,7 +650,7 @@ class ImageCanvas(QGraphicsView):
                 return
         super().mousePressEvent(event)
 
-    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
         image_point = self.map_view_to_image(event.position())
         self.pointerMoved.emit(math.floor(image_point.x()), math.floor(image_point.y()))
         if self._pan_last is not None:
@@ -651,8 +674,11 @@ class ImageCanvas(QGraphicsView):
             return
         super().mouseMoveEvent(event)
 
-    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
-        if self._pan_last is not None and event.button() in (Qt.MouseButton.MiddleButton, Qt.MouseButton.LeftButton):
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if self._pan_last is not None and event.button() in (
+            Qt.MouseButton.MiddleButton,
+            Qt.MouseButton.LeftButton,
+        ):
             self._pan_last = None
             self._update_cursor()
             event.accept()
@@ -666,19 +692,20 @@ class ImageCanvas(QGraphicsView):
             if self._rect_anchor is not None and self._mask_layer is not None:
                 end = self.map_view_to_image(event.position())
                 erase = bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier)
-                self._mask_layer.fill_rect(self._rect_anchor.x(), self._rect_anchor.y(), end.x(), end.y(),
-                                           erase=erase)
+                self._mask_layer.fill_rect(
+                    self._rect_anchor.x(), self._rect_anchor.y(), end.x(), end.y(), erase=erase
+                )
                 self._rect_anchor = None
                 self._rect_preview.setVisible(False)
                 event.accept()
                 return
         super().mouseReleaseEvent(event)
 
-    def leaveEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt override
+    def leaveEvent(self, event: QEvent) -> None:
         self._brush_outline.setVisible(False)
         super().leaveEvent(event)
 
-    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt override
+    def wheelEvent(self, event: QWheelEvent) -> None:
         # Some platforms turn Alt+wheel into a horizontal scroll, so take either axis.
         delta = event.angleDelta().y() or event.angleDelta().x()
         if delta == 0:
@@ -692,12 +719,12 @@ class ImageCanvas(QGraphicsView):
             event.accept()
             return
         if self.has_photo():
-            self.zoom_by(WHEEL_ZOOM_BASE ** delta, anchor=event.position())
+            self.zoom_by(WHEEL_ZOOM_BASE**delta, anchor=event.position())
         event.accept()
 
     # ============================================================ keyboard
 
-    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
+    def keyPressEvent(self, event: QKeyEvent) -> None:
         if event.key() == Qt.Key.Key_Space:
             if not event.isAutoRepeat():
                 self._space_held = True
@@ -707,7 +734,7 @@ class ImageCanvas(QGraphicsView):
             return
         super().keyPressEvent(event)
 
-    def keyReleaseEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
+    def keyReleaseEvent(self, event: QKeyEvent) -> None:
         if event.key() == Qt.Key.Key_Space:
             if not event.isAutoRepeat():
                 self._space_held = False
@@ -716,7 +743,7 @@ class ImageCanvas(QGraphicsView):
             return
         super().keyReleaseEvent(event)
 
-    def focusOutEvent(self, event) -> None:  # noqa: N802 - Qt override
+    def focusOutEvent(self, event) -> None:
         # A released Space that went to another widget must not leave panning stuck on.
         self._space_held = False
         self._update_cursor()
@@ -731,23 +758,22 @@ class ImageCanvas(QGraphicsView):
             return []
         return [url.toLocalFile() for url in mime.urls() if url.isLocalFile()]
 
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if self._local_paths(event):
             event.acceptProposedAction()
         else:
             event.ignore()
 
-    def dragMoveEvent(self, event) -> None:  # noqa: N802 - Qt override
+    def dragMoveEvent(self, event) -> None:
         if self._local_paths(event):
             event.acceptProposedAction()
         else:
             event.ignore()
 
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+    def dropEvent(self, event: QDropEvent) -> None:
         paths = self._local_paths(event)
         if paths:
             event.acceptProposedAction()
             self.filesDropped.emit(paths)
         else:
             event.ignore()
-

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 AUTO_LABEL = "Auto (let the prior choose)"
 MAX_SUGGESTIONS = 5
 _CLASS_INDEX_ROLE = Qt.ItemDataRole.UserRole
-_AUTO = -1   # list data of the "Auto" row
+_AUTO = -1  # list data of the "Auto" row
 
 
 def class_label(index: int, name: str) -> str:
@@ -55,8 +55,9 @@ def search_classes(class_names: Sequence[str], text: str) -> list[int]:
         return list(range(len(class_names)))
     if query.isdigit():
         exact = [int(query)] if int(query) < len(class_names) and str(int(query)) == query else []
-        prefixed = [index for index in range(len(class_names))
-                    if str(index).startswith(query) and index not in exact]
+        prefixed = [
+            index for index in range(len(class_names)) if str(index).startswith(query) and index not in exact
+        ]
         return exact + prefixed
     words = query.split()
     matches = [index for index, name in enumerate(class_names) if all(word in name.lower() for word in words)]
@@ -152,7 +153,7 @@ class ClassPicker(QWidget):
             self.search_field.clear()
         row = self._row_of(index)
         if row is not None:
-            self.class_list.setCurrentRow(row)       # emits through _on_current_changed
+            self.class_list.setCurrentRow(row)  # emits through _on_current_changed
             self.class_list.scrollToItem(self.class_list.item(row))
         if self._selected != index:
             self._selected = index
@@ -160,7 +161,10 @@ class ClassPicker(QWidget):
 
     def visible_class_indices(self) -> list[int]:
         """Class indices the list shows now, in display order (Auto excluded)."""
-        return [int(self.class_list.item(row).data(_CLASS_INDEX_ROLE)) for row in range(1, self.class_list.count())]
+        return [
+            int(self.class_list.item(row).data(_CLASS_INDEX_ROLE))
+            for row in range(1, self.class_list.count())
+        ]
 
     def _row_of(self, index: int | None) -> int | None:
         wanted = _AUTO if index is None else index

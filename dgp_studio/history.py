@@ -19,7 +19,7 @@ THUMBNAIL_SIZE = 64
 _ENTRY_ROLE = Qt.ItemDataRole.UserRole
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compared by identity
 class HistoryEntry:
     """One restoration result.
 
@@ -35,7 +35,7 @@ class HistoryEntry:
     seconds: float
     cancelled: bool = False
     source_path: str | None = None
-    photo_serial: int = 0            # which opened photo it belongs to (the window counts them)
+    photo_serial: int = 0  # which opened photo it belongs to (the window counts them)
     finished_at: float = field(default_factory=time.time)
 
     def caption(self) -> str:
@@ -46,14 +46,16 @@ class HistoryEntry:
     def tooltip(self) -> str:
         clock = time.strftime("%H:%M:%S", time.localtime(self.finished_at))
         index = "" if self.class_index is None else f" (class {self.class_index})"
-        return (f"Task: {self.task}\nClass: {self.class_name}{index}\nTook {_duration_text(self.seconds)}, "
-                f"finished at {clock}{' — stopped early' if self.cancelled else ''}")
+        return (
+            f"Task: {self.task}\nClass: {self.class_name}{index}\nTook {_duration_text(self.seconds)}, "
+            f"finished at {clock}{' — stopped early' if self.cancelled else ''}"
+        )
 
 
 def _duration_text(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
-    minutes, rest = divmod(int(round(seconds)), 60)
+    minutes, rest = divmod(round(seconds), 60)
     return f"{minutes} min {rest:02d} s"
 
 
@@ -86,8 +88,11 @@ class HistoryStrip(QListWidget):
     def add_entry(self, entry: HistoryEntry) -> None:
         """Append a thumbnail for ``entry`` and select it."""
         thumbnail = QPixmap.fromImage(rgb_to_qimage(entry.composite)).scaled(
-            THUMBNAIL_SIZE, THUMBNAIL_SIZE, Qt.AspectRatioMode.KeepAspectRatio,
-            Qt.TransformationMode.SmoothTransformation)
+            THUMBNAIL_SIZE,
+            THUMBNAIL_SIZE,
+            Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation,
+        )
         item = QListWidgetItem(QIcon(thumbnail), entry.caption())
         item.setData(_ENTRY_ROLE, entry)
         item.setToolTip(entry.tooltip())

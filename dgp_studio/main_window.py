@@ -57,7 +57,6 @@ from dgp_studio.history import HistoryEntry, HistoryStrip
 from dgp_studio.imaging import image_size_text, qimage_alpha, qimage_to_rgb
 from dgp_studio.mask import MaskLayer
 from dgp_studio.progress import RunProgressPanel
-from dgp_studio.qt_compat import install_none_refcount_guard
 from dgp_studio.settings import (
     AppSettings,
     SettingsDialog,
@@ -89,11 +88,15 @@ from engine.events import (
 
 LOG = logging.getLogger(__name__)
 
-FRAME_DISPLAY_INTERVAL_S = 1 / 15     # at most ~15 canvas updates per second during a run
-DESCRIBE_DELAY_MS = 250               # wait for the user to stop dragging before re-describing
+FRAME_DISPLAY_INTERVAL_S = 1 / 15  # at most ~15 canvas updates per second during a run
+DESCRIBE_DELAY_MS = 250  # wait for the user to stop dragging before re-describing
 MAX_RECENT_FILES = 10
 OPEN_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif);;All files (*)"
-SAVE_FILTERS = {"PNG image (*.png)": ".png", "JPEG image (*.jpg *.jpeg)": ".jpg", "WebP image (*.webp)": ".webp"}
+SAVE_FILTERS = {
+    "PNG image (*.png)": ".png",
+    "JPEG image (*.jpg *.jpeg)": ".jpg",
+    "WebP image (*.webp)": ".webp",
+}
 MASK_FILTER = "PNG mask (*.png);;Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff);;All files (*)"
 
 
@@ -148,10 +151,14 @@ class MainWindow(QMainWindow):
     modelReady = Signal(object)
     runEnded = Signal()
 
-    def __init__(self, *, app_settings: AppSettings | None = None,
-                 engine_factory: EngineFactory | None = None, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        app_settings: AppSettings | None = None,
+        engine_factory: EngineFactory | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
-        install_none_refcount_guard()
         self.setWindowTitle(APP_DISPLAY_NAME)
         self.setAcceptDrops(True)
         self._settings_problem: str | None = None
@@ -175,12 +182,13 @@ class MainWindow(QMainWindow):
         self._last_frame_shown_at = 0.0
         self._engine_loaded_once = False
         self._closing = False
-        self.frames_shown = 0               # canvas updates from live frames (tests read it)
+        self.frames_shown = 0  # canvas updates from live frames (tests read it)
         self.error_dialogs: list[ErrorDialog] = []
         self._last_description: JobDescription | None = None
 
-        self._controller = EngineController(engine_factory=engine_factory,
-                                            user_preset_folders=(config_dir() / "presets",))
+        self._controller = EngineController(
+            engine_factory=engine_factory, user_preset_folders=(config_dir() / "presets",)
+        )
         self._controller.set_settings(app_settings)
         self._background = BackgroundJobs(self)
         self._undo_group = QUndoGroup(self)
@@ -283,8 +291,9 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Open a photo (Ctrl+O), drop one here, or paste one (Ctrl+V).")
 
     def _build_actions(self) -> None:
-        def action(text: str, slot, shortcut: str | QKeySequence | list | None = None, *,
-                   tip: str = "") -> QAction:
+        def action(
+            text: str, slot, shortcut: str | QKeySequence | list | None = None, *, tip: str = ""
+        ) -> QAction:
             created = QAction(text, self)
             if shortcut is not None:
                 shortcuts = shortcut if isinstance(shortcut, list) else [shortcut]
@@ -296,14 +305,21 @@ class MainWindow(QMainWindow):
             self.addAction(created)
             return created
 
-        self.open_action = action("&Open\u2026", self.open_dialog, QKeySequence.StandardKey.Open,
-                                  tip="Open a photo")
+        self.open_action = action(
+            "&Open\u2026", self.open_dialog, QKeySequence.StandardKey.Open, tip="Open a photo"
+        )
         self.paste_action = action("&Paste image", self.paste_from_clipboard, QKeySequence.StandardKey.Paste)
-        self.save_action = action("&Save result as\u2026", self.save_result_dialog, QKeySequence.StandardKey.Save,
-                                  tip="Save the selected result at full resolution")
+        self.save_action = action(
+            "&Save result as\u2026",
+            self.save_result_dialog,
+            QKeySequence.StandardKey.Save,
+            tip="Save the selected result at full resolution",
+        )
         self.import_mask_action = action("Import mask\u2026", self.import_mask_dialog)
         self.export_mask_action = action("Export mask\u2026", self.export_mask_dialog)
-        self.settings_action = action("Se&ttings\u2026", self.open_settings, QKeySequence.StandardKey.Preferences)
+        self.settings_action = action(
+            "Se&ttings\u2026", self.open_settings, QKeySequence.StandardKey.Preferences
+        )
         self.quit_action = action("&Quit", self.close, QKeySequence.StandardKey.Quit)
 
         self.undo_action = self._undo_group.createUndoAction(self, "Undo")
@@ -314,15 +330,18 @@ class MainWindow(QMainWindow):
         self.addAction(self.redo_action)
         self.clear_mask_action = action("Clear mask", self.clear_mask, "Ctrl+Shift+Backspace")
         self.invert_mask_action = action("Invert mask", self.invert_mask, "Ctrl+I")
-        self.toggle_mask_action = action("Show mask", lambda checked: self.canvas.set_mask_visible(checked),
-                                         "Ctrl+M")
+        self.toggle_mask_action = action(
+            "Show mask", lambda checked: self.canvas.set_mask_visible(checked), "Ctrl+M"
+        )
         self.toggle_mask_action.setCheckable(True)
         self.toggle_mask_action.setChecked(True)
         self.canvas.maskVisibilityChanged.connect(self.toggle_mask_action.setChecked)
 
         self.fit_action = action("&Fit to window", self.canvas.fit_to_window, "Ctrl+0")
         self.actual_size_action = action("&100 %", self.canvas.zoom_actual_size, "Ctrl+1")
-        self.zoom_in_action = action("Zoom &in", self.canvas.zoom_in, [QKeySequence.StandardKey.ZoomIn, "Ctrl+="])
+        self.zoom_in_action = action(
+            "Zoom &in", self.canvas.zoom_in, [QKeySequence.StandardKey.ZoomIn, "Ctrl+="]
+        )
         self.zoom_out_action = action("Zoom &out", self.canvas.zoom_out, QKeySequence.StandardKey.ZoomOut)
         self.reset_roi_action = action("Reset region to the centre square", self.canvas.reset_roi)
 
@@ -335,8 +354,12 @@ class MainWindow(QMainWindow):
             (Tool.REGION, "Region", "R", "Move and resize the square sent to the model"),
             (Tool.HAND, "Hand", "H", "Pan (or hold Space, or drag with the middle button)"),
         ):
-            tool_action = action(text, lambda _checked=False, chosen=tool: self.canvas.set_tool(chosen), key,
-                                 tip=f"{tip} ({key})")
+            tool_action = action(
+                text,
+                lambda _checked=False, chosen=tool: self.canvas.set_tool(chosen),
+                key,
+                tip=f"{tip} ({key})",
+            )
             tool_action.setCheckable(True)
             self.tool_group.addAction(tool_action)
             self.tool_actions[tool] = tool_action
@@ -344,10 +367,18 @@ class MainWindow(QMainWindow):
         self.shrink_brush_action = action("Smaller brush", self.canvas.shrink_brush, "[")
         self.grow_brush_action = action("Larger brush", self.canvas.grow_brush, "]")
 
-        self.restore_action = action("&Restore", self.start_restore, ["Ctrl+Return", "Ctrl+Enter"],
-                                     tip="Run the restoration (Ctrl+Enter)")
-        self.cancel_action = action("&Cancel", self.cancel_restore, "Esc",
-                                    tip="Stop after the current iteration, keeping the best result (Esc)")
+        self.restore_action = action(
+            "&Restore",
+            self.start_restore,
+            ["Ctrl+Return", "Ctrl+Enter"],
+            tip="Run the restoration (Ctrl+Enter)",
+        )
+        self.cancel_action = action(
+            "&Cancel",
+            self.cancel_restore,
+            "Esc",
+            tip="Stop after the current iteration, keeping the best result (Esc)",
+        )
 
     def _build_menus_and_toolbar(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
@@ -363,13 +394,33 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         edit_menu = self.menuBar().addMenu("&Edit")
-        for item in (self.undo_action, self.redo_action, None, self.clear_mask_action, self.invert_mask_action,
-                     None, self.settings_action):
-            edit_menu.addSeparator() if item is None else edit_menu.addAction(item)
+        for item in (
+            self.undo_action,
+            self.redo_action,
+            None,
+            self.clear_mask_action,
+            self.invert_mask_action,
+            None,
+            self.settings_action,
+        ):
+            if item is None:
+                edit_menu.addSeparator()
+            else:
+                edit_menu.addAction(item)
         view_menu = self.menuBar().addMenu("&View")
-        for item in (self.fit_action, self.actual_size_action, self.zoom_in_action, self.zoom_out_action, None,
-                     self.toggle_mask_action, self.reset_roi_action):
-            view_menu.addSeparator() if item is None else view_menu.addAction(item)
+        for item in (
+            self.fit_action,
+            self.actual_size_action,
+            self.zoom_in_action,
+            self.zoom_out_action,
+            None,
+            self.toggle_mask_action,
+            self.reset_roi_action,
+        ):
+            if item is None:
+                view_menu.addSeparator()
+            else:
+                view_menu.addAction(item)
         tools_menu = self.menuBar().addMenu("&Tools")
         for tool_action in self.tool_actions.values():
             tools_menu.addAction(tool_action)
@@ -405,8 +456,9 @@ class MainWindow(QMainWindow):
             button.setToolTip(f"{text} ({group_action.shortcut().toString()})")
             button.setEnabled(group_action.isEnabled())
             button.clicked.connect(group_action.trigger)
-            group_action.changed.connect(lambda source=group_action, target=button:
-                                         target.setEnabled(source.isEnabled()))
+            group_action.changed.connect(
+                lambda source=group_action, target=button: target.setEnabled(source.isEnabled())
+            )
             toolbar.addWidget(button)
         toolbar.addAction(self.clear_mask_action)
         toolbar.addAction(self.invert_mask_action)
@@ -449,7 +501,7 @@ class MainWindow(QMainWindow):
 
     # ======================================================== show & close
 
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+    def showEvent(self, event) -> None:
         super().showEvent(event)
         if not self._engine_loaded_once:
             self._engine_loaded_once = True
@@ -457,10 +509,14 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, self._controller.load)
             QTimer.singleShot(0, self._schedule_describe)
             if self._settings_problem:
-                QTimer.singleShot(0, lambda: self.show_error(
-                    f"{self._settings_problem} The default settings are used instead."))
+                QTimer.singleShot(
+                    0,
+                    lambda: self.show_error(
+                        f"{self._settings_problem} The default settings are used instead."
+                    ),
+                )
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+    def closeEvent(self, event: QCloseEvent) -> None:
         self.shutdown()
         super().closeEvent(event)
 
@@ -529,8 +585,11 @@ class MainWindow(QMainWindow):
             for note in image.notes:
                 self.statusBar().showMessage(f"{source.name}: {note}", 8000)
 
-        self._background.submit(load, on_success=loaded,
-                                on_error=lambda error, details: self.show_error(error_sentence(error), details))
+        self._background.submit(
+            load,
+            on_success=loaded,
+            on_error=lambda error, details: self.show_error(error_sentence(error), details),
+        )
 
     def paste_from_clipboard(self) -> None:
         """Open the clipboard's image (or the first image file it names)."""
@@ -538,8 +597,9 @@ class MainWindow(QMainWindow):
         if mime is not None and mime.hasImage():
             image = QGuiApplication.clipboard().image()
             if not image.isNull():
-                self._set_photo(qimage_to_rgb(image), source_name="pasted image", path=None,
-                                alpha=qimage_alpha(image))
+                self._set_photo(
+                    qimage_to_rgb(image), source_name="pasted image", path=None, alpha=qimage_alpha(image)
+                )
                 return
         if mime is not None and mime.hasUrls():
             files = [url.toLocalFile() for url in mime.urls() if url.isLocalFile()]
@@ -552,13 +612,14 @@ class MainWindow(QMainWindow):
         """Show an in-memory photo (``(H, W, 3)`` ``uint8``) as if it had been opened."""
         self._set_photo(rgb, source_name=source_name, path=path, alpha=None)
 
-    def _set_photo(self, rgb: np.ndarray, *, source_name: str, path: Path | None,
-                   alpha: np.ndarray | None) -> None:
+    def _set_photo(
+        self, rgb: np.ndarray, *, source_name: str, path: Path | None, alpha: np.ndarray | None
+    ) -> None:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             self.show_error(f"{source_name} is not an RGB image with 8 bits per channel.")
             return
         photo = np.ascontiguousarray(rgb)
-        photo.flags.writeable = False        # jobs share it with the engine thread without copying
+        photo.flags.writeable = False  # jobs share it with the engine thread without copying
         old_layer = self.canvas.mask_layer()
         self._photo, self._photo_path, self._photo_name = photo, path, source_name
         self._photo_serial += 1
@@ -571,7 +632,9 @@ class MainWindow(QMainWindow):
         if alpha is not None and int(alpha.min()) < 128:
             # Transparent pixels are missing pixels: start the mask from them (undoable).
             layer.replace((alpha < 128).astype(np.uint8), text="Mask from transparency")
-            self.statusBar().showMessage(f"{source_name}: its transparent pixels were marked as missing.", 8000)
+            self.statusBar().showMessage(
+                f"{source_name}: its transparent pixels were marked as missing.", 8000
+            )
         self.canvas.set_split_fraction(self.split_slider.value() / 1000)
         self.size_label.setText(image_size_text(photo.shape[1], photo.shape[0]))
         self.setWindowTitle(f"{source_name} \u2014 {APP_DISPLAY_NAME}")
@@ -608,11 +671,11 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------------- drops
 
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls() and any(url.isLocalFile() for url in event.mimeData().urls()):
             event.acceptProposedAction()
 
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+    def dropEvent(self, event: QDropEvent) -> None:
         files = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
         if files:
             event.acceptProposedAction()
@@ -656,8 +719,11 @@ class MainWindow(QMainWindow):
                 layer.replace((mask >= 0.5).astype(np.uint8), text="Import mask")
                 self.statusBar().showMessage(f"Imported the mask {source.name}.", 5000)
 
-        self._background.submit(load, on_success=loaded,
-                                on_error=lambda error, details: self.show_error(error_sentence(error), details))
+        self._background.submit(
+            load,
+            on_success=loaded,
+            on_error=lambda error, details: self.show_error(error_sentence(error), details),
+        )
 
     def export_mask_dialog(self) -> None:
         layer = self.canvas.mask_layer()
@@ -697,10 +763,18 @@ class MainWindow(QMainWindow):
             mask = layer.array.copy()
         chosen = self.class_picker.selected_class() if class_index == "picker" else class_index
         return RestoreJob(
-            image=self._photo, task=options.task, roi=self.canvas.roi(), mask=mask,
-            sr_factor=options.sr_factor, grayscale=options.grayscale, class_index=chosen,
-            preset=options.preset, quick=options.quick, seed=options.seed,
-            iteration_scale=options.iteration_scale, source_name=self._photo_name or "the photo",
+            image=self._photo,
+            task=options.task,
+            roi=self.canvas.roi(),
+            mask=mask,
+            sr_factor=options.sr_factor,
+            grayscale=options.grayscale,
+            class_index=chosen,
+            preset=options.preset,
+            quick=options.quick,
+            seed=options.seed,
+            iteration_scale=options.iteration_scale,
+            source_name=self._photo_name or "the photo",
         )
 
     def start_restore(self) -> bool:
@@ -774,7 +848,8 @@ class MainWindow(QMainWindow):
         self._model_info = info
         self.model_label.setText(
             f"Model: {info.display_name} \u00b7 {info.resolution} px \u00b7 {len(info.class_names)} classes "
-            f"\u00b7 {info.device}, {info.precision}")
+            f"\u00b7 {info.device}, {info.precision}"
+        )
         previous_class = self.class_picker.selected_class()
         self.class_picker.set_class_names(info.class_names)
         if previous_class is not None and previous_class < len(info.class_names):
@@ -793,13 +868,25 @@ class MainWindow(QMainWindow):
             return
         options = self.task_panel.options()
         layer = self.canvas.mask_layer()
-        mask = layer.array.copy() if (options.use_mask and layer is not None and not layer.is_empty()) else None
-        self._controller.describe(RestoreJob(
-            image=self._photo, task=options.task, roi=self.canvas.roi(), mask=mask,
-            sr_factor=options.sr_factor, grayscale=options.grayscale, class_index=None,
-            preset=options.preset, quick=options.quick, seed=options.seed,
-            iteration_scale=options.iteration_scale, source_name=self._photo_name or "the photo",
-        ))
+        mask = (
+            layer.array.copy() if (options.use_mask and layer is not None and not layer.is_empty()) else None
+        )
+        self._controller.describe(
+            RestoreJob(
+                image=self._photo,
+                task=options.task,
+                roi=self.canvas.roi(),
+                mask=mask,
+                sr_factor=options.sr_factor,
+                grayscale=options.grayscale,
+                class_index=None,
+                preset=options.preset,
+                quick=options.quick,
+                seed=options.seed,
+                iteration_scale=options.iteration_scale,
+                source_name=self._photo_name or "the photo",
+            )
+        )
 
     def _on_described(self, description: JobDescription) -> None:
         self._last_description = description
@@ -850,8 +937,11 @@ class MainWindow(QMainWindow):
             return
         self._last_frame_shown_at = time.perf_counter()
         if self._current_job_photo == self._photo_serial:
-            alpha = self._live_alpha if (self._live_alpha is not None
-                                         and self._live_alpha.shape == frame.image.shape[:2]) else None
+            alpha = (
+                self._live_alpha
+                if (self._live_alpha is not None and self._live_alpha.shape == frame.image.shape[:2])
+                else None
+            )
             self.canvas.show_live_frame(frame.image, roi=self._current_job.roi, alpha=alpha)
         self.progress_panel.on_frame(frame)
         self.frames_shown += 1
@@ -862,9 +952,14 @@ class MainWindow(QMainWindow):
             return
         composite = result.composite if result.composite is not None else result.image
         entry = HistoryEntry(
-            composite=composite, image=result.image, task=job.task, class_index=result.class_index,
-            class_name=self.class_picker.class_name(result.class_index), seconds=float(result.seconds),
-            cancelled=cancelled, source_path=str(self._photo_path) if self._photo_path else None,
+            composite=composite,
+            image=result.image,
+            task=job.task,
+            class_index=result.class_index,
+            class_name=self.class_picker.class_name(result.class_index),
+            seconds=float(result.seconds),
+            cancelled=cancelled,
+            source_path=str(self._photo_path) if self._photo_path else None,
             photo_serial=self._current_job_photo,
         )
         self.history.add_entry(entry)
@@ -875,7 +970,8 @@ class MainWindow(QMainWindow):
         verb = "Stopped early" if cancelled else "Done"
         self.progress_panel.finish(
             f"{verb} after {result.steps_done} of {result.total_steps} iterations ({entry.seconds:.1f} s); "
-            f"class: {entry.class_name}.")
+            f"class: {entry.class_name}."
+        )
         self.resultAdded.emit(entry)
 
     def _on_engine_failed(self, sentence: str, details: str) -> None:
@@ -888,7 +984,7 @@ class MainWindow(QMainWindow):
     def _on_run_ended(self) -> None:
         self._frame_timer.stop()
         self._drain_events()
-        self._controller.worker.take_frame()          # a stale frame must not cover the result
+        self._controller.worker.take_frame()  # a stale frame must not cover the result
         entry = self.history.current_entry()
         if entry is not None and entry.photo_serial == self._photo_serial:
             self.canvas.set_result_image(entry.composite)
@@ -906,7 +1002,8 @@ class MainWindow(QMainWindow):
             self.canvas.set_result_image(entry.composite)
         else:
             self.statusBar().showMessage(
-                "That result belongs to another photo; Save still writes it at full resolution.", 6000)
+                "That result belongs to another photo; Save still writes it at full resolution.", 6000
+            )
         self._update_run_state()
 
     def _suggested_path(self, label: str, suffix: str) -> str:
@@ -930,9 +1027,12 @@ class MainWindow(QMainWindow):
         allow_original = False
         if self._is_original(target, entry):
             answer = QMessageBox.question(
-                self, APP_DISPLAY_NAME,
+                self,
+                APP_DISPLAY_NAME,
                 f"{target.name} is the original photo. Replace it with the result? The original is lost.",
-                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No,
+            )
             if answer != QMessageBox.StandardButton.Yes:
                 return
             allow_original = True
@@ -948,8 +1048,14 @@ class MainWindow(QMainWindow):
         except OSError:
             return False
 
-    def save_result_to(self, path: str | Path, *, entry: HistoryEntry | None = None, overwrite: bool = False,
-                       allow_original: bool = False) -> None:
+    def save_result_to(
+        self,
+        path: str | Path,
+        *,
+        entry: HistoryEntry | None = None,
+        overwrite: bool = False,
+        allow_original: bool = False,
+    ) -> None:
         """Write a result's full-resolution composite in the background (``resultSaved`` follows).
 
         The original photo is protected unless ``allow_original`` (the user said yes).
@@ -960,20 +1066,28 @@ class MainWindow(QMainWindow):
             return
         target = Path(path)
         protect = None if allow_original else entry.source_path
-        metadata = {"Software": APP_DISPLAY_NAME, "dgp-studio:task": entry.task,
-                    "dgp-studio:class": f"{entry.class_index} {entry.class_name}"}
+        metadata = {
+            "Software": APP_DISPLAY_NAME,
+            "dgp-studio:task": entry.task,
+            "dgp-studio:class": f"{entry.class_index} {entry.class_name}",
+        }
 
         def save():
             from engine.imageio import save_image
 
-            return save_image(entry.composite, target, overwrite=overwrite, protect=protect, metadata=metadata)
+            return save_image(
+                entry.composite, target, overwrite=overwrite, protect=protect, metadata=metadata
+            )
 
         def saved(written) -> None:
             self.statusBar().showMessage(f"Saved {written}.", 6000)
             self.resultSaved.emit(str(written))
 
-        self._background.submit(save, on_success=saved,
-                                on_error=lambda error, details: self.show_error(error_sentence(error), details))
+        self._background.submit(
+            save,
+            on_success=saved,
+            on_error=lambda error, details: self.show_error(error_sentence(error), details),
+        )
 
     # ============================================================= settings
 
@@ -1026,13 +1140,17 @@ class MainWindow(QMainWindow):
         self.brush_size_spin.setValue(round(size))
         self.brush_size_spin.blockSignals(False)
 
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         # Hold Tab to see the original: Tab normally moves focus, so it is caught
         # application-wide while this window is active and no text field has focus.
         kind = event.type()
         if kind in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease) and isinstance(event, QKeyEvent):
-            if (event.key() == Qt.Key.Key_Tab and event.modifiers() == Qt.KeyboardModifier.NoModifier
-                    and self.isActiveWindow() and not _is_text_input(QApplication.focusWidget())):
+            if (
+                event.key() == Qt.Key.Key_Tab
+                and event.modifiers() == Qt.KeyboardModifier.NoModifier
+                and self.isActiveWindow()
+                and not _is_text_input(QApplication.focusWidget())
+            ):
                 if not event.isAutoRepeat():
                     self.canvas.set_show_original(kind == QEvent.Type.KeyPress)
                 return True
@@ -1046,4 +1164,3 @@ def _separator() -> QFrame:
     line.setFrameShape(QFrame.Shape.HLine)
     line.setFrameShadow(QFrame.Shadow.Sunken)
     return line
-

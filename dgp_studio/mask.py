@@ -26,7 +26,7 @@ from engine.errors import BadInputError
 
 MIN_BRUSH_SIZE = 1.0
 MAX_BRUSH_SIZE = 1000.0
-BRUSH_SIZE_STEP = 1.25          # multiplicative, so [ and ] feel the same at 3 px and at 300 px
+BRUSH_SIZE_STEP = 1.25  # multiplicative, so [ and ] feel the same at 3 px and at 300 px
 DEFAULT_OVERLAY_COLOR = QColor(255, 40, 90)
 
 
@@ -71,8 +71,12 @@ def clamp_brush_size(size: float) -> float:
 
 
 def paint_segment(
-    mask_hw: np.ndarray, start: QPointF | tuple[float, float], end: QPointF | tuple[float, float], *,
-    diameter: float, value: int,
+    mask_hw: np.ndarray,
+    start: QPointF | tuple[float, float],
+    end: QPointF | tuple[float, float],
+    *,
+    diameter: float,
+    value: int,
 ) -> PixelRect | None:
     """Paint a round-capped line into ``mask_hw`` in place.
 
@@ -150,7 +154,13 @@ class MaskEditCommand(QUndoCommand):
     """
 
     def __init__(
-        self, layer: MaskLayer, rect: PixelRect, before: np.ndarray, after: np.ndarray, *, text: str,
+        self,
+        layer: MaskLayer,
+        rect: PixelRect,
+        before: np.ndarray,
+        after: np.ndarray,
+        *,
+        text: str,
         already_applied: bool,
     ) -> None:
         super().__init__(text)
@@ -188,8 +198,9 @@ class MaskLayer(QObject):
 
     changed = Signal(int, int, int, int)
 
-    def __init__(self, width: int, height: int, *, color: QColor = DEFAULT_OVERLAY_COLOR,
-                 parent: QObject | None = None) -> None:
+    def __init__(
+        self, width: int, height: int, *, color: QColor = DEFAULT_OVERLAY_COLOR, parent: QObject | None = None
+    ) -> None:
         super().__init__(parent)
         if width <= 0 or height <= 0:
             raise ValueError(f"a mask needs a positive size, got {width} x {height}")
@@ -244,7 +255,9 @@ class MaskLayer(QObject):
         # buffer, which the QImage owns and outlives this statement.
         bits = np.frombuffer(self._overlay.bits(), dtype=np.uint32)
         pixels = bits.reshape(self.height, self._overlay.bytesPerLine() // 4)[:, : self.width]
-        pixels[rect.slices] = np.where(self._mask[rect.slices] != 0, np.uint32(self._overlay_color), np.uint32(0))
+        pixels[rect.slices] = np.where(
+            self._mask[rect.slices] != 0, np.uint32(self._overlay_color), np.uint32(0)
+        )
         self.changed.emit(rect.left, rect.top, rect.width, rect.height)
 
     # ---------------------------------------------------------------- strokes
@@ -282,8 +295,9 @@ class MaskLayer(QObject):
         self._stroke_last_point = None
         if snapshot is None or bounds is None:
             return None
-        return self._push_change(snapshot, bounds, text="Eraser stroke" if erase else "Brush stroke",
-                                 already_applied=True)
+        return self._push_change(
+            snapshot, bounds, text="Eraser stroke" if erase else "Brush stroke", already_applied=True
+        )
 
     def cancel_stroke(self) -> None:
         """Abandon the current stroke, restoring the mask as it was before it."""
@@ -294,7 +308,9 @@ class MaskLayer(QObject):
         self._stroke_last_point = None
 
     def _paint(self, start: QPointF, end: QPointF) -> None:
-        touched = paint_segment(self._mask, start, end, diameter=self._stroke_diameter, value=self._stroke_value)
+        touched = paint_segment(
+            self._mask, start, end, diameter=self._stroke_diameter, value=self._stroke_value
+        )
         if touched is not None:
             self._stroke_bounds = touched.united(self._stroke_bounds)
             self._refresh_overlay(touched)
@@ -340,12 +356,21 @@ class MaskLayer(QObject):
         if not changed.any():
             return False
         rect = _bounding_rect(changed)
-        self.undo_stack.push(MaskEditCommand(self, rect, before[rect.slices].copy(),
-                                             new_mask[rect.slices].copy(), text=text, already_applied=False))
+        self.undo_stack.push(
+            MaskEditCommand(
+                self,
+                rect,
+                before[rect.slices].copy(),
+                new_mask[rect.slices].copy(),
+                text=text,
+                already_applied=False,
+            )
+        )
         return True
 
-    def _push_change(self, before_full: np.ndarray, bounds: PixelRect, *, text: str,
-                     already_applied: bool) -> MaskEditCommand | None:
+    def _push_change(
+        self, before_full: np.ndarray, bounds: PixelRect, *, text: str, already_applied: bool
+    ) -> MaskEditCommand | None:
         # Shrink the stroke's bounds to the pixels that really changed value.
         region_before = before_full[bounds.slices]
         region_after = self._mask[bounds.slices]
@@ -354,8 +379,14 @@ class MaskLayer(QObject):
             return None
         tight = _bounding_rect(changed)
         rect = PixelRect(bounds.left + tight.left, bounds.top + tight.top, tight.width, tight.height)
-        command = MaskEditCommand(self, rect, before_full[rect.slices].copy(), self._mask[rect.slices].copy(),
-                                  text=text, already_applied=already_applied)
+        command = MaskEditCommand(
+            self,
+            rect,
+            before_full[rect.slices].copy(),
+            self._mask[rect.slices].copy(),
+            text=text,
+            already_applied=already_applied,
+        )
         self.undo_stack.push(command)
         return command
 
@@ -373,7 +404,9 @@ class MaskLayer(QObject):
             temporary.replace(target)
         except OSError as error:
             temporary.unlink(missing_ok=True)
-            raise BadInputError(f"Could not write the mask to {target}: {error.strerror or error}.") from error
+            raise BadInputError(
+                f"Could not write the mask to {target}: {error.strerror or error}."
+            ) from error
 
 
 def _bounding_rect(changed: np.ndarray) -> PixelRect:
@@ -397,11 +430,12 @@ class MaskOverlayItem(QGraphicsItem):
     def layer(self) -> MaskLayer:
         return self._layer
 
-    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt override
+    def boundingRect(self) -> QRectF:
         return QRectF(0, 0, self._layer.width, self._layer.height)
 
-    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
-              widget: QWidget | None = None) -> None:
+    def paint(
+        self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None
+    ) -> None:
         exposed = option.exposedRect.intersected(self.boundingRect()).toAlignedRect()
         if exposed.isEmpty():
             return

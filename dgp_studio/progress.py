@@ -34,7 +34,7 @@ def format_eta(seconds: float | None) -> str:
     """``"about 1 min 05 s left"``; ``"—"`` when unknown."""
     if seconds is None or not math.isfinite(seconds) or seconds < 0:
         return "\u2014"
-    whole = int(round(seconds))
+    whole = round(seconds)
     if whole < 60:
         return f"{whole} s left"
     minutes, rest = divmod(whole, 60)
@@ -60,7 +60,7 @@ class StageProgressBar(QProgressBar):
     def stage_starts(self) -> list[int]:
         return list(self._stage_starts)
 
-    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt override
+    def paintEvent(self, event: QPaintEvent) -> None:
         super().paintEvent(event)
         if self.maximum() <= 0 or not self._stage_starts:
             return
@@ -84,7 +84,7 @@ class LossSparkline(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setToolTip("Total loss over the last iterations")
 
-    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+    def sizeHint(self) -> QSize:
         return QSize(200, 40)
 
     def add(self, value: float) -> None:
@@ -99,7 +99,7 @@ class LossSparkline(QWidget):
     def values(self) -> list[float]:
         return list(self._values)
 
-    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt override
+    def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.fillRect(self.rect(), QColor(30, 30, 34))
@@ -122,8 +122,9 @@ class LossSparkline(QWidget):
             painter.setPen(QPen(QColor(110, 200, 255), 1.5))
             painter.drawPath(path)
             painter.setPen(QColor(200, 200, 200))
-            painter.drawText(QRectF(4, 2, self.width() - 8, 14), Qt.AlignmentFlag.AlignRight,
-                             f"{self._values[-1]:.4g}")
+            painter.drawText(
+                QRectF(4, 2, self.width() - 8, 14), Qt.AlignmentFlag.AlignRight, f"{self._values[-1]:.4g}"
+            )
         painter.end()
 
 
@@ -144,8 +145,14 @@ class ImageTile(QLabel):
         if rgb is None:
             self.setPixmap(QPixmap())
             return
-        self.setPixmap(QPixmap.fromImage(rgb_to_qimage(rgb)).scaled(
-            self._side, self._side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation))
+        self.setPixmap(
+            QPixmap.fromImage(rgb_to_qimage(rgb)).scaled(
+                self._side,
+                self._side,
+                Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.FastTransformation,
+            )
+        )
 
     def image(self) -> np.ndarray | None:
         return self._image
@@ -221,7 +228,7 @@ class RunProgressPanel(QWidget):
         """A run was requested: reset, show that the model is being prepared."""
         self.details.setVisible(True)
         self.status_label.setText("Preparing the model\u2026")
-        self.progress_bar.setRange(0, 0)        # busy indicator until the plan arrives
+        self.progress_bar.setRange(0, 0)  # busy indicator until the plan arrives
         self.progress_bar.set_stage_starts([])
         self.eta_label.setText("\u2014")
         self.sparkline.clear()
@@ -257,15 +264,18 @@ class RunProgressPanel(QWidget):
         """``StageBegan``: a new stage (more generator blocks fine-tuned)."""
         self._current_stage = event.stage.index + 1
         self.status_label.setText(
-            f"Stage {self._current_stage} of {self._stage_count}: fine-tuning {event.stage.unlocked_groups} of "
-            f"{event.stage.total_groups} generator groups")
+            f"Stage {self._current_stage} of {self._stage_count}: fine-tuning "
+            f"{event.stage.unlocked_groups} of {event.stage.total_groups} generator groups"
+        )
 
     def on_step(self, event) -> None:
         """``Step``: exact progress and the engine's schedule-aware ETA."""
         if self.progress_bar.maximum() != event.total_steps:
             self.progress_bar.setRange(0, max(event.total_steps, 1))
         self.progress_bar.setValue(event.step)
-        self.eta_label.setText(f"{format_eta(event.eta_seconds)}  \u00b7  {event.seconds_per_step * 1000:.0f} ms/step")
+        self.eta_label.setText(
+            f"{format_eta(event.eta_seconds)}  \u00b7  {event.seconds_per_step * 1000:.0f} ms/step"
+        )
         total = event.losses.get("total")
         if total is None and event.losses:
             total = sum(event.losses.values())

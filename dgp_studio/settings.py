@@ -64,14 +64,22 @@ class AppSettings:
             raise BadInputError(f"In {source}, device = {self.device!r} is not one of {', '.join(DEVICES)}.")
         if self.precision not in PRECISIONS:
             raise BadInputError(
-                f"In {source}, precision = {self.precision!r} is not one of {', '.join(PRECISIONS)}.")
-        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or not 0 <= self.threads <= 1024:
-            raise BadInputError(f"In {source}, threads = {self.threads!r} is not a whole number from 0 to 1024.")
+                f"In {source}, precision = {self.precision!r} is not one of {', '.join(PRECISIONS)}."
+            )
+        if (
+            isinstance(self.threads, bool)
+            or not isinstance(self.threads, int)
+            or not 0 <= self.threads <= 1024
+        ):
+            raise BadInputError(
+                f"In {source}, threads = {self.threads!r} is not a whole number from 0 to 1024."
+            )
         if self.model not in (BUILTIN_MODEL, CUSTOM_MODEL):
-            raise BadInputError(f"In {source}, model = {self.model!r} is not \"builtin\" or \"custom\".")
+            raise BadInputError(f'In {source}, model = {self.model!r} is not "builtin" or "custom".')
         if self.model == CUSTOM_MODEL and not (self.generator_path and self.discriminator_path):
             raise BadInputError(
-                f"In {source}, model = \"custom\" needs both generator_path and discriminator_path.")
+                f'In {source}, model = "custom" needs both generator_path and discriminator_path.'
+            )
         return self
 
     def engine_threads(self) -> int | None:
@@ -139,7 +147,9 @@ def save_settings(settings: AppSettings, path: Path | None = None) -> Path:
         temporary.replace(target)
     except OSError as error:
         temporary.unlink(missing_ok=True)
-        raise BadInputError(f"The settings could not be saved to {target}: {error.strerror or error}.") from error
+        raise BadInputError(
+            f"The settings could not be saved to {target}: {error.strerror or error}."
+        ) from error
     return target
 
 
@@ -155,12 +165,14 @@ class SettingsDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.device_combo = QComboBox()
-        for device, label in zip(DEVICES, ("Automatic (best available)", "CPU", "CUDA GPU", "Apple MPS"),
-                                 strict=True):
+        for device, label in zip(
+            DEVICES, ("Automatic (best available)", "CPU", "CUDA GPU", "Apple MPS"), strict=True
+        ):
             self.device_combo.addItem(label, device)
         self.precision_combo = QComboBox()
-        for precision, label in zip(PRECISIONS, ("Automatic", "bfloat16 (faster where supported)",
-                                                  "float32 (exact)"), strict=True):
+        for precision, label in zip(
+            PRECISIONS, ("Automatic", "bfloat16 (faster where supported)", "float32 (exact)"), strict=True
+        ):
             self.precision_combo.addItem(label, precision)
         self.threads_spin = QSpinBox()
         self.threads_spin.setRange(0, 1024)
@@ -173,9 +185,13 @@ class SettingsDialog(QDialog):
         self._custom_box = QWidget()
         custom_form = QFormLayout(self._custom_box)
         custom_form.setContentsMargins(0, 0, 0, 0)
-        custom_form.addRow("Generator (G)", self._path_row(self.generator_edit, "Choose the generator checkpoint"))
-        custom_form.addRow("Discriminator (D)",
-                           self._path_row(self.discriminator_edit, "Choose the discriminator checkpoint"))
+        custom_form.addRow(
+            "Generator (G)", self._path_row(self.generator_edit, "Choose the generator checkpoint")
+        )
+        custom_form.addRow(
+            "Discriminator (D)",
+            self._path_row(self.discriminator_edit, "Choose the discriminator checkpoint"),
+        )
         self.model_combo.currentIndexChanged.connect(self._sync_custom_box)
         self.problem_label = QLabel()
         self.problem_label.setStyleSheet("color: #d9534f;")
@@ -187,7 +203,9 @@ class SettingsDialog(QDialog):
         form.addRow("CPU threads", self.threads_spin)
         form.addRow("Model", self.model_combo)
         form.addRow(self._custom_box)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
         self.buttons.accepted.connect(self._accept_if_valid)
         self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
@@ -208,8 +226,9 @@ class SettingsDialog(QDialog):
         return row
 
     def _browse(self, edit: QLineEdit, caption: str) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, caption, edit.text(),
-                                              "Checkpoints (*.safetensors *.pth *.pt);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, caption, edit.text(), "Checkpoints (*.safetensors *.pth *.pt);;All files (*)"
+        )
         if path:
             edit.setText(path)
 

@@ -100,7 +100,7 @@ class CollapsibleSection(QWidget):
 
     def set_expanded(self, expanded: bool) -> None:
         if self.toggle_button.isChecked() != expanded:
-            self.toggle_button.setChecked(expanded)   # re-enters through toggled
+            self.toggle_button.setChecked(expanded)  # re-enters through toggled
             return
         self.toggle_button.setArrowType(Qt.ArrowType.DownArrow if expanded else Qt.ArrowType.RightArrow)
         self.content.setVisible(expanded)
@@ -255,8 +255,9 @@ class TaskPanel(QWidget):
 
     def problem(self) -> str | None:
         """Why the current options cannot run (one sentence), or None."""
-        if self.task() == "hybrid" and not (self.hybrid_grayscale.isChecked() or self.hybrid_sr.isChecked()
-                                            or self.hybrid_mask.isChecked()):
+        if self.task() == "hybrid" and not (
+            self.hybrid_grayscale.isChecked() or self.hybrid_sr.isChecked() or self.hybrid_mask.isChecked()
+        ):
             return "Hybrid needs at least one of grayscale, low resolution or missing pixels."
         return None
 
@@ -284,8 +285,12 @@ class TaskPanel(QWidget):
         total = 0
         for row, stage in enumerate(stages):
             total += stage.iterations
-            cells = (str(stage.index + 1), str(stage.iterations),
-                     f"{stage.unlocked_groups} of {stage.total_groups}", str(stage.feature_layers))
+            cells = (
+                str(stage.index + 1),
+                str(stage.iterations),
+                f"{stage.unlocked_groups} of {stage.total_groups}",
+                str(stage.feature_layers),
+            )
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -304,7 +309,8 @@ class TaskPanel(QWidget):
             return
         side = max(min(self.preview_label.width(), self.preview_label.height()) - 8, 64)
         pixmap = QPixmap.fromImage(rgb_to_qimage(rgb)).scaled(
-            side, side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation)
+            side, side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation
+        )
         self.preview_label.setPixmap(pixmap)
         self.preview_label.setToolTip(f"{rgb.shape[1]} \u00d7 {rgb.shape[0]} pixels at model resolution")
 

@@ -32,20 +32,19 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from engine.errors import BadInputError, NonFiniteLossError
-from engine.events import Cancelled, Finished, Frame, StagePlan
-
 from dgp_studio.settings import BUILTIN_MODEL, AppSettings
+from engine.errors import BadInputError, NonFiniteLossError
+from engine.events import Cancelled, Frame, StagePlan
 
 LOG = logging.getLogger(__name__)
 
-FRAME_INTERVAL_S = 1 / 15        # the engine sends frames no faster than this (~15 fps)
+FRAME_INTERVAL_S = 1 / 15  # the engine sends frames no faster than this (~15 fps)
 ENGINE_TASKS = ("colorize", "inpaint", "sr", "hybrid", "reconstruct", "defend")
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compared by identity
 class RestoreJob:
     """A restoration as the GUI describes it (Qt-free; converted to ``engine.api.RestoreRequest`` here).
 
@@ -83,10 +82,17 @@ class RestoreJob:
             raise BadInputError("Open a photo first: there is nothing to restore yet.")
         left, top, size = self.roi
         return RestoreRequest(
-            image=self.image, task=self.task, roi=RegionOfInterest(int(left), int(top), int(size)),
+            image=self.image,
+            task=self.task,
+            roi=RegionOfInterest(int(left), int(top), int(size)),
             mask=None if self.mask is None else self.mask.astype(np.float32),
-            sr_factor=self.sr_factor, grayscale=self.grayscale, class_index=self.class_index,
-            preset=self.preset, quick=self.quick, seed=self.seed, iteration_scale=self.iteration_scale,
+            sr_factor=self.sr_factor,
+            grayscale=self.grayscale,
+            class_index=self.class_index,
+            preset=self.preset,
+            quick=self.quick,
+            seed=self.seed,
+            iteration_scale=self.iteration_scale,
             source_name=self.source_name,
         )
 
@@ -98,20 +104,20 @@ class ModelInfo:
     display_name: str
     resolution: int
     class_names: tuple[str, ...]
-    presets: dict[str, tuple[str, ...]]       # task -> preset names, the default first
+    presets: dict[str, tuple[str, ...]]  # task -> preset names, the default first
     device: str
     precision: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class JobDescription:
     """The stage table and degraded preview of a job, or why it cannot run."""
 
     job: RestoreJob
     preset: str
     stages: tuple[StagePlan, ...] = ()
-    preview: np.ndarray | None = None        # x_hat as (R, R, 3) uint8
-    problem: str | None = None               # one sentence when the job is not runnable
+    preview: np.ndarray | None = None  # x_hat as (R, R, 3) uint8
+    problem: str | None = None  # one sentence when the job is not runnable
 
 
 @dataclass
@@ -165,8 +171,13 @@ def default_engine_factory(settings: AppSettings, *, user_preset_folders: Sequen
         model = load_model("builtin")
     else:
         model = load_model(settings.generator_path, settings.discriminator_path)
-    return Engine(model, device=settings.device, precision=settings.precision,
-                  threads=settings.engine_threads(), user_preset_folders=tuple(user_preset_folders))
+    return Engine(
+        model,
+        device=settings.device,
+        precision=settings.precision,
+        threads=settings.engine_threads(),
+        user_preset_folders=tuple(user_preset_folders),
+    )
 
 
 def describe_engine(engine: Any) -> ModelInfo:
@@ -181,8 +192,11 @@ def describe_engine(engine: Any) -> ModelInfo:
             presets[task] = ()
     model = engine.model
     return ModelInfo(
-        display_name=model.display_name, resolution=int(engine.resolution),
-        class_names=tuple(model.class_names), presets=presets, device=str(engine.device),
+        display_name=model.display_name,
+        resolution=int(engine.resolution),
+        class_names=tuple(model.class_names),
+        presets=presets,
+        device=str(engine.device),
         precision=precision_label(engine.autocast_dtype),
     )
 
@@ -192,11 +206,15 @@ def error_sentence(error: BaseException) -> str:
     if isinstance(error, BadInputError):
         return str(error)
     if isinstance(error, NonFiniteLossError):
-        return ("The optimisation became unstable (the loss stopped being a finite number); "
-                "the best result reached before that is kept.")
+        return (
+            "The optimisation became unstable (the loss stopped being a finite number); "
+            "the best result reached before that is kept."
+        )
     if isinstance(error, MemoryError) or "out of memory" in str(error).lower():
-        return ("The device ran out of memory; try the CPU, a smaller model or a smaller iteration scale "
-                "in Settings.")
+        return (
+            "The device ran out of memory; try the CPU, a smaller model or a smaller iteration scale "
+            "in Settings."
+        )
     return f"The engine stopped because of an unexpected error ({type(error).__name__}: {error})."
 
 
@@ -229,12 +247,14 @@ class EngineWorker(QObject):
     failed = Signal(str, str)
     runEnded = Signal()
 
-    def __init__(self, *, engine_factory: EngineFactory | None = None,
-                 user_preset_folders: Sequence[Path] = ()) -> None:
+    def __init__(
+        self, *, engine_factory: EngineFactory | None = None, user_preset_folders: Sequence[Path] = ()
+    ) -> None:
         super().__init__()
         self._user_preset_folders = tuple(user_preset_folders)
         self._engine_factory = engine_factory or (
-            lambda settings: default_engine_factory(settings, user_preset_folders=self._user_preset_folders))
+            lambda settings: default_engine_factory(settings, user_preset_folders=self._user_preset_folders)
+        )
         self._engine: Any = None
         self._settings = AppSettings()
         self._loaded_settings: AppSettings | None = None
@@ -242,7 +262,6 @@ class EngineWorker(QObject):
         self._frames: _Mailbox[Frame] = _Mailbox()
         self._events = _EventQueue()
         self._describe_box: _Mailbox[RestoreJob] = _Mailbox()
-        self.engine_thread_id: int | None = None     # for tests: the thread torch runs on
 
     # ------------------------------------------------ thread-safe (any thread)
 
@@ -280,7 +299,6 @@ class EngineWorker(QObject):
     def _ensure_engine(self) -> Any:
         if self._engine is not None and self._loaded_settings == self._settings:
             return self._engine
-        self.engine_thread_id = threading.get_ident()
         settings = self._settings
         what = "the built-in model" if settings.model == BUILTIN_MODEL else Path(settings.generator_path).name
         self.modelLoading.emit(what)
@@ -310,20 +328,29 @@ class EngineWorker(QObject):
     def _describe(self, engine: Any, job: RestoreJob) -> JobDescription:
         preset = job.preset or (engine.presets_for(job.task) or [""])[0]
         try:
-            schedule = engine.schedule_for(job.preset, task=job.task, quick=job.quick,
-                                           iteration_scale=job.iteration_scale)
-            stages = tuple(schedule.plan(feature_count=engine.D.config.n_discriminator_features,
-                                         group_count=engine.G.config.n_generator_blocks + 1))
+            schedule = engine.schedule_for(
+                job.preset, task=job.task, quick=job.quick, iteration_scale=job.iteration_scale
+            )
+            stages = tuple(
+                schedule.plan(
+                    feature_count=engine.D.config.n_discriminator_features,
+                    group_count=engine.G.config.n_generator_blocks + 1,
+                )
+            )
         except BadInputError as error:
             return JobDescription(job=job, preset=preset, problem=str(error))
         if job.image is None:
-            return JobDescription(job=job, preset=preset, stages=stages,
-                                  problem="Open a photo to see what the model will be asked to match.")
+            return JobDescription(
+                job=job,
+                preset=preset,
+                stages=stages,
+                problem="Open a photo to see what the model will be asked to match.",
+            )
         try:
             preview = engine.preview_degraded(job.to_request())
         except BadInputError as error:
             return JobDescription(job=job, preset=preset, stages=stages, problem=str(error))
-        except Exception as error:  # noqa: BLE001 - a preview failure must not kill the thread
+        except Exception as error:
             LOG.exception("describing a job failed")
             return JobDescription(job=job, preset=preset, stages=stages, problem=error_sentence(error))
         return JobDescription(job=job, preset=preset, stages=stages, preview=preview)
@@ -331,7 +358,6 @@ class EngineWorker(QObject):
     @Slot(object)
     def restore(self, job: RestoreJob) -> None:
         """Run one restoration, streaming its events; always ends with ``runEnded``."""
-        self.engine_thread_id = threading.get_ident()
         try:
             engine = self._ensure_engine()
             if engine is None:
@@ -374,8 +400,11 @@ _live_controllers: weakref.WeakSet[EngineController] = weakref.WeakSet()
 
 def running_engine_threads() -> list[QThread]:
     """Engine threads still running (tests assert this is empty after each test)."""
-    return [controller.thread for controller in list(_live_controllers)
-            if controller.thread is not None and controller.thread.isRunning()]
+    return [
+        controller.thread
+        for controller in list(_live_controllers)
+        if controller.thread is not None and controller.thread.isRunning()
+    ]
 
 
 class EngineController(QObject):
@@ -393,16 +422,21 @@ class EngineController(QObject):
         Folders with the user's own presets.
     """
 
-    runEnded = Signal()              # re-emitted on the GUI thread after the worker's runEnded
-    modelLoaded = Signal(object)     # re-emitted on the GUI thread: a ModelInfo
+    runEnded = Signal()  # re-emitted on the GUI thread after the worker's runEnded
+    modelLoaded = Signal(object)  # re-emitted on the GUI thread: a ModelInfo
 
     _set_settings_requested = Signal(object)
     _load_requested = Signal()
     _restore_requested = Signal(object)
     _describe_requested = Signal()
 
-    def __init__(self, *, engine_factory: EngineFactory | None = None,
-                 user_preset_folders: Sequence[Path] = (), parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        engine_factory: EngineFactory | None = None,
+        user_preset_folders: Sequence[Path] = (),
+        parent: QObject | None = None,
+    ) -> None:
         super().__init__(parent)
         self.worker = EngineWorker(engine_factory=engine_factory, user_preset_folders=user_preset_folders)
         # No parent: a QThread must not be deleted by its parent while it runs.
@@ -469,4 +503,3 @@ class EngineController(QObject):
         else:
             LOG.warning("the engine thread did not stop within %d ms", timeout_ms)
         return finished
-

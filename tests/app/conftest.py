@@ -15,14 +15,6 @@ from dgp_studio.settings import CONFIG_DIR_VARIABLE
 from dgp_studio.worker import running_engine_threads
 
 
-@pytest.fixture(scope="session", autouse=True)
-def none_refcount_guard(qapp):
-    """Work around PySide6 6.12.0's None reference leak on Python 3.11 (see dgp_studio.qt_compat)."""
-    from dgp_studio.qt_compat import install_none_refcount_guard
-
-    install_none_refcount_guard()
-
-
 @pytest.fixture(autouse=True)
 def isolated_user_folders(tmp_path, monkeypatch):
     """Redirect the TOML settings folder and QSettings into the test's tmp_path."""
@@ -37,7 +29,7 @@ def no_engine_thread_left(qapp):
     """Fail a test that leaves an engine thread running."""
     yield
     leftover = running_engine_threads()
-    for thread in leftover:      # do not let one test's thread poison the next
+    for thread in leftover:  # do not let one test's thread poison the next
         thread.quit()
         thread.wait(10_000)
     assert not leftover, f"{len(leftover)} engine thread(s) still running after the test"
@@ -75,8 +67,10 @@ def make_window(qtbot, tiny_engine_factory):
     windows = []
 
     def build(*, engine_factory=None, wait_for_model: bool = True):
-        window = MainWindow(app_settings=AppSettings(device="cpu", precision="fp32"),
-                            engine_factory=engine_factory or tiny_engine_factory)
+        window = MainWindow(
+            app_settings=AppSettings(device="cpu", precision="fp32"),
+            engine_factory=engine_factory or tiny_engine_factory,
+        )
         qtbot.addWidget(window)
         windows.append(window)
         window.resize(1100, 760)

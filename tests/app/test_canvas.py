@@ -26,8 +26,16 @@ def canvas(qtbot):
 
 
 def send_wheel(view: ImageCanvas, position: QPointF, delta: int, modifiers=Qt.KeyboardModifier.NoModifier):
-    event = QWheelEvent(position, view.viewport().mapToGlobal(position), QPoint(0, 0), QPoint(0, delta),
-                        Qt.MouseButton.NoButton, modifiers, Qt.ScrollPhase.NoScrollPhase, False)
+    event = QWheelEvent(
+        position,
+        view.viewport().mapToGlobal(position),
+        QPoint(0, 0),
+        QPoint(0, delta),
+        Qt.MouseButton.NoButton,
+        modifiers,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
     QApplication.sendEvent(view.viewport(), event)
 
 
@@ -67,7 +75,7 @@ def test_wheel_zoom_keeps_the_image_point_under_the_cursor(canvas):
     QApplication.processEvents()
     anchor = QPointF(150, 120)
     before = canvas.map_view_to_image(anchor)
-    send_wheel(canvas, anchor, 240)                      # two notches in
+    send_wheel(canvas, anchor, 240)  # two notches in
     assert canvas.zoom_factor() > 1.3
     after = canvas.map_view_to_image(anchor)
     # Scroll bars move in whole view pixels: allow one view pixel of error.
@@ -88,7 +96,7 @@ def test_middle_button_drag_pans_by_the_drag_distance(canvas, qtbot):
     after = canvas.map_view_to_image(probe)
     # Dragging right/down by (40, 30) view pixels brings content from the left/top: -(20, 15) image pixels.
     assert (after.x() - before.x(), after.y() - before.y()) == pytest.approx((-20, -15))
-    assert canvas.mask_layer().is_empty()               # panning never paints
+    assert canvas.mask_layer().is_empty()  # panning never paints
 
 
 def test_space_drag_pans_instead_of_painting(canvas, qtbot):
@@ -111,8 +119,9 @@ def test_fit_and_actual_size(canvas):
     assert canvas.zoom_factor() == pytest.approx(1.0)
     canvas.fit_to_window()
     viewport = canvas.viewport().rect()
-    assert canvas.zoom_factor() == pytest.approx(min(viewport.width() / IMAGE_WIDTH,
-                                                     viewport.height() / IMAGE_HEIGHT))
+    assert canvas.zoom_factor() == pytest.approx(
+        min(viewport.width() / IMAGE_WIDTH, viewport.height() / IMAGE_HEIGHT)
+    )
 
 
 def test_default_roi_is_the_largest_centred_square(canvas):
@@ -128,13 +137,13 @@ def test_region_tool_drags_the_square_and_keeps_it_inside_the_image(canvas, qtbo
     canvas.set_roi(100, 50, 120)
     canvas.set_tool(Tool.REGION)
     to_view = canvas.viewportTransform().map
-    start = to_view(QPointF(160, 110)).toPoint()            # inside the square
+    start = to_view(QPointF(160, 110)).toPoint()  # inside the square
     qtbot.mousePress(canvas.viewport(), Qt.MouseButton.LeftButton, pos=start)
     qtbot.mouseMove(canvas.viewport(), start + QPoint(30, -20))
     qtbot.mouseRelease(canvas.viewport(), Qt.MouseButton.LeftButton, pos=start + QPoint(30, -20))
     assert canvas.roi() == (130, 30, 120)
-    assert canvas.mask_layer().is_empty()                    # the Region tool never paints
-    canvas.set_roi(450, 250, 120)                            # asked to go past the corner
+    assert canvas.mask_layer().is_empty()  # the Region tool never paints
+    canvas.set_roi(450, 250, 120)  # asked to go past the corner
     assert canvas.roi() == (IMAGE_WIDTH - 120, IMAGE_HEIGHT - 120, 120)
 
 
@@ -146,11 +155,11 @@ def test_region_corner_drag_resizes_as_a_square_from_the_opposite_corner(canvas,
     canvas.set_roi(100, 50, 100)
     canvas.set_tool(Tool.REGION)
     to_view = canvas.viewportTransform().map
-    corner = to_view(QPointF(200, 150)).toPoint()            # bottom-right handle
+    corner = to_view(QPointF(200, 150)).toPoint()  # bottom-right handle
     qtbot.mousePress(canvas.viewport(), Qt.MouseButton.LeftButton, pos=corner)
     qtbot.mouseMove(canvas.viewport(), corner + QPoint(40, 10))
     qtbot.mouseRelease(canvas.viewport(), Qt.MouseButton.LeftButton, pos=corner + QPoint(40, 10))
-    assert canvas.roi() == (100, 50, 140)                    # the larger reach wins, top-left fixed
+    assert canvas.roi() == (100, 50, 140)  # the larger reach wins, top-left fixed
 
 
 def test_brush_size_from_alt_wheel_and_the_outline_follows_the_pointer(canvas, qtbot):
@@ -199,7 +208,7 @@ def test_split_fraction_and_show_original_hide_the_result(canvas):
     grabbed = canvas.viewport().grab().toImage()
     to_view = canvas.viewportTransform().map
     # Inside the region of interest (columns 100…399), so nothing dims them.
-    left = to_view(QPointF(170, 150)).toPoint()              # the original (grey 128) shows through
-    right = to_view(QPointF(330, 150)).toPoint()             # the black result
+    left = to_view(QPointF(170, 150)).toPoint()  # the original (grey 128) shows through
+    right = to_view(QPointF(330, 150)).toPoint()  # the black result
     assert grabbed.pixelColor(left).red() > 110
     assert grabbed.pixelColor(right).red() < 20

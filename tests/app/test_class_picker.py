@@ -30,9 +30,9 @@ def test_search_finds_goldfish_by_name_and_by_index(imagenet_names):
     assert search_classes(imagenet_names, "goldfish")[0] == 1
     assert search_classes(imagenet_names, "GOLDFISH")[0] == 1
     by_index = search_classes(imagenet_names, "1")
-    assert by_index[0] == 1                          # the exact index first …
-    assert set(by_index[1:4]) <= {10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 100}   # … then its prefixes
-    assert search_classes(imagenet_names, "1000") == []   # no such class
+    assert by_index[0] == 1  # the exact index first …
+    assert set(by_index[1:4]) <= {10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 100}  # … then its prefixes
+    assert search_classes(imagenet_names, "1000") == []  # no such class
 
 
 def test_typing_a_name_shows_goldfish_first_and_enter_selects_it(picker, qtbot):

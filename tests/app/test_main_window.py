@@ -52,12 +52,12 @@ def test_quick_inpaint_streams_frames_updates_progress_and_lands_in_history(make
     assert window.frames_shown >= 1
     bar = window.progress_panel.progress_bar
     assert bar.maximum() > 1 and bar.value() == bar.maximum()
-    assert len(bar.stage_starts()) >= 1                      # stage ticks
+    assert len(bar.stage_starts()) >= 1  # stage ticks
     assert len(window.progress_panel.sparkline.values()) == bar.maximum()
     assert window.progress_panel.model_target_tile.image() is not None
     [entry] = window.history.entries()
     assert entry.task == "inpaint" and not entry.cancelled
-    assert entry.composite.shape == photo.shape               # the full-resolution composite
+    assert entry.composite.shape == photo.shape  # the full-resolution composite
     # Inpainting keeps every pixel far from the painted blob.
     np.testing.assert_array_equal(entry.composite[:, 50:], photo[:, 50:])
     assert window.canvas.has_result() and window.canvas.result_visible()
@@ -74,7 +74,7 @@ def test_auto_class_shows_top_five_and_a_click_reruns_with_that_class(make_windo
     buttons = window.class_picker.suggestion_buttons
     assert len(buttons) == 5
     suggested = [button.property("class_index") for button in buttons]
-    assert suggested[0] == first.class_index                 # the prior's choice heads the list
+    assert suggested[0] == first.class_index  # the prior's choice heads the list
     with qtbot.waitSignal(window.runEnded, timeout=180_000):
         qtbot.mouseClick(buttons[3], Qt.MouseButton.LeftButton)
     second = window.history.entries()[-1]
@@ -141,11 +141,15 @@ def test_an_engine_error_shows_a_dialog_not_a_crash(make_window, qtbot, photo):
     window.task_panel.set_task("colorize")
     with qtbot.waitSignal(window.runEnded, timeout=30_000):
         assert window.start_restore()
-    assert window.error_dialogs and window.error_dialogs[-1].text() == "mymodel.pth is not a BigGAN checkpoint."
+    assert (
+        window.error_dialogs and window.error_dialogs[-1].text() == "mymodel.pth is not a BigGAN checkpoint."
+    )
     assert window.restore_button.isEnabled()
 
 
-def test_unexpected_errors_keep_their_traceback_in_the_details(make_window, qtbot, photo, tiny_engine_factory):
+def test_unexpected_errors_keep_their_traceback_in_the_details(
+    make_window, qtbot, photo, tiny_engine_factory
+):
     def factory(settings):
         engine = tiny_engine_factory(settings)
 
@@ -161,7 +165,10 @@ def test_unexpected_errors_keep_their_traceback_in_the_details(make_window, qtbo
     window.task_panel.set_task("colorize")
     run_and_wait(qtbot, window)
     dialog = window.error_dialogs[-1]
-    assert dialog.text() == "The engine stopped because of an unexpected error (ZeroDivisionError: division by zero)."
+    assert (
+        dialog.text()
+        == "The engine stopped because of an unexpected error (ZeroDivisionError: division by zero)."
+    )
     assert "Traceback" in dialog.detailedText()
 
 
@@ -186,19 +193,29 @@ def test_open_by_path_and_by_drop_loads_the_photo_and_remembers_it(make_window, 
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(second))])
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)       # the QPoint overload is the only one
-        enter = QDragEnterEvent(QPoint(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                                Qt.KeyboardModifier.NoModifier)
+        warnings.simplefilter("ignore", DeprecationWarning)  # the QPoint overload is the only one
+        enter = QDragEnterEvent(
+            QPoint(20, 20),
+            Qt.DropAction.CopyAction,
+            mime,
+            Qt.MouseButton.LeftButton,
+            Qt.KeyboardModifier.NoModifier,
+        )
     QApplication.sendEvent(window.canvas.viewport(), enter)
     assert enter.isAccepted()
-    drop = QDropEvent(QPointF(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                      Qt.KeyboardModifier.NoModifier)
+    drop = QDropEvent(
+        QPointF(20, 20),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     with qtbot.waitSignal(window.photoOpened, timeout=60_000) as opened:
         QApplication.sendEvent(window.canvas.viewport(), drop)
     assert opened.args == ["second.png"]
     np.testing.assert_array_equal(window.photo(), photo[::-1])
     assert window.recent_files()[:2] == [str(second.resolve()), str(first.resolve())]
-    assert window.canvas.roi() == (8, 0, 48)                 # the largest centred square of 64 × 48
+    assert window.canvas.roi() == (8, 0, 48)  # the largest centred square of 64 × 48
 
 
 def test_transparent_pixels_start_the_mask(make_window, qtbot, tmp_path, photo):
@@ -212,7 +229,7 @@ def test_transparent_pixels_start_the_mask(make_window, qtbot, tmp_path, photo):
     expected = np.zeros(photo.shape[:2], dtype=np.uint8)
     expected[5:15, 10:20] = 1
     np.testing.assert_array_equal(window.mask_layer().array, expected)
-    window.undo_action.trigger()                              # undoable like any edit
+    window.undo_action.trigger()  # undoable like any edit
     assert window.mask_layer().is_empty()
 
 
@@ -253,8 +270,9 @@ def test_undo_and_redo_shortcuts_act_on_strokes(make_window, qtbot, photo):
     focus_canvas(qtbot, window)
     qtbot.keyClick(window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert window.mask_layer().is_empty()
-    qtbot.keyClick(window.canvas, Qt.Key.Key_Z,
-                   Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    qtbot.keyClick(
+        window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier
+    )
     np.testing.assert_array_equal(window.mask_layer().array, painted)
 
 
@@ -285,8 +303,9 @@ def test_hold_tab_shows_the_original_and_the_split_slider_compares(make_window, 
     assert window.canvas.split_fraction() == pytest.approx(0.5)
 
 
-def test_saving_writes_the_full_resolution_composite_and_protects_the_original(make_window, qtbot, tmp_path,
-                                                                                  photo):
+def test_saving_writes_the_full_resolution_composite_and_protects_the_original(
+    make_window, qtbot, tmp_path, photo
+):
     window = make_window()
     original = tmp_path / "photo.png"
     Image.fromarray(photo).save(original)
@@ -325,8 +344,11 @@ def test_save_dialog_asks_before_replacing_the_original(make_window, qtbot, tmp_
     asked = []
     monkeypatch.setattr("dgp_studio.main_window.QFileDialog.exec", lambda self: 1)
     monkeypatch.setattr("dgp_studio.main_window.QFileDialog.selectedFiles", lambda self: [str(original)])
-    monkeypatch.setattr(QMessageBox, "question",
-                        lambda *args, **kwargs: asked.append(args[2]) or QMessageBox.StandardButton.No)
+    monkeypatch.setattr(
+        QMessageBox,
+        "question",
+        lambda *args, **kwargs: asked.append(args[2]) or QMessageBox.StandardButton.No,
+    )
     window.save_result_dialog()
     assert asked and "original photo" in asked[0]
     qtbot.wait(200)
@@ -392,14 +414,27 @@ def test_the_window_module_does_not_import_torch_before_it_is_shown(tmp_path):
         shown_after = time.perf_counter() - started
         # Checked before any event is processed: the engine thread starts loading (and
         # importing torch) only from the event loop, once the window is up.
-        heavy = sorted(name for name in ("torch", "engine.api", "engine.dgp", "engine.imageio") if name in sys.modules)
+        heavy = sorted(
+            name for name in ("torch", "engine.api", "engine.dgp", "engine.imageio") if name in sys.modules
+        )
         print("heavy:", heavy, "visible:", window.isVisible(), "shown after", round(shown_after, 2))
         window.shutdown()
     """)
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", DGP_STUDIO_CONFIG_DIR=str(tmp_path / "config"),
-               XDG_CONFIG_HOME=str(tmp_path / "xdg"))
-    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                               cwd=REPO_ROOT, env=env)
+    env = dict(
+        os.environ,
+        QT_QPA_PLATFORM="offscreen",
+        DGP_STUDIO_CONFIG_DIR=str(tmp_path / "config"),
+        XDG_CONFIG_HOME=str(tmp_path / "xdg"),
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+        env=env,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "heavy: [] visible: True" in completed.stdout, completed.stdout
 
@@ -416,5 +451,10 @@ def test_main_delegates_cli_subcommands_and_starts_the_gui_otherwise(monkeypatch
     assert entry.main(["models"]) == 7
     assert entry.main(["holiday.jpg"]) == 0
     assert entry.main([]) == 0
-    assert calls == [("cli", ["restore", "in.png", "--task", "colorize"]), ("cli", ["--version"]),
-                     ("cli", ["models"]), ("gui", ["holiday.jpg"]), ("gui", [])]
+    assert calls == [
+        ("cli", ["restore", "in.png", "--task", "colorize"]),
+        ("cli", ["--version"]),
+        ("cli", ["models"]),
+        ("gui", ["holiday.jpg"]),
+        ("gui", []),
+    ]

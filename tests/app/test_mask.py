@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from PySide6.QtCore import QPointF
@@ -17,17 +19,23 @@ def expected_segment_pixels(shape, start, end, diameter):
     (x0, y0), (x1, y1) = start, end
     seg_x, seg_y = x1 - x0, y1 - y0
     length_sq = seg_x**2 + seg_y**2
-    t = 0.0 if length_sq == 0 else np.clip(((centre_x - x0) * seg_x + (centre_y - y0) * seg_y) / length_sq, 0, 1)
+    t = (
+        0.0
+        if length_sq == 0
+        else np.clip(((centre_x - x0) * seg_x + (centre_y - y0) * seg_y) / length_sq, 0, 1)
+    )
     distance_sq = (centre_x - (x0 + t * seg_x)) ** 2 + (centre_y - (y0 + t * seg_y)) ** 2
     return distance_sq <= (diameter / 2) ** 2
 
 
 @pytest.mark.parametrize(
     ("start", "end", "diameter"),
-    [((10.5, 10.5), (10.5, 10.5), 1.0),      # one click, 1 px brush: exactly one pixel
-     ((3.2, 4.7), (25.9, 17.1), 5.0),
-     ((-6.0, 8.0), (12.0, -3.0), 9.0),       # runs off the top-left corner
-     ((30.0, 20.0), (30.0, 20.0), 12.5)],
+    [
+        ((10.5, 10.5), (10.5, 10.5), 1.0),  # one click, 1 px brush: exactly one pixel
+        ((3.2, 4.7), (25.9, 17.1), 5.0),
+        ((-6.0, 8.0), (12.0, -3.0), 9.0),  # runs off the top-left corner
+        ((30.0, 20.0), (30.0, 20.0), 12.5),
+    ],
 )
 def test_paint_segment_matches_the_documented_distance_rule(start, end, diameter):
     mask = np.zeros((24, 36), dtype=np.uint8)
@@ -35,7 +43,9 @@ def test_paint_segment_matches_the_documented_distance_rule(start, end, diameter
     expected = expected_segment_pixels(mask.shape, start, end, diameter)
     np.testing.assert_array_equal(mask.astype(bool), expected)
     rows, cols = np.nonzero(expected)
-    assert touched == PixelRect(cols.min(), rows.min(), cols.max() - cols.min() + 1, rows.max() - rows.min() + 1)
+    assert touched == PixelRect(
+        cols.min(), rows.min(), cols.max() - cols.min() + 1, rows.max() - rows.min() + 1
+    )
 
 
 def test_single_click_with_one_pixel_brush_paints_exactly_that_pixel():
@@ -61,14 +71,16 @@ def test_stroke_paints_expected_pixels_and_one_undo_removes_exactly_it(qapp):
 
     expected_second = np.zeros((40, 60), dtype=bool)
     expected_second |= expected_segment_pixels((40, 60), (15, 10), (15, 10), 4)
-    for a, b in zip(path, path[1:]):
+    for a, b in itertools.pairwise(path):
         expected_second |= expected_segment_pixels((40, 60), (a.x(), a.y()), (b.x(), b.y()), 4)
     np.testing.assert_array_equal(layer.array.astype(bool), after_first.astype(bool) | expected_second)
 
     # The command keeps only the rectangle of pixels that changed, not the whole mask.
     changed = layer.array != after_first
     rows, cols = np.nonzero(changed)
-    assert command.rect == PixelRect(cols.min(), rows.min(), cols.max() - cols.min() + 1, rows.max() - rows.min() + 1)
+    assert command.rect == PixelRect(
+        cols.min(), rows.min(), cols.max() - cols.min() + 1, rows.max() - rows.min() + 1
+    )
     assert command.before.shape == command.after.shape == (command.rect.height, command.rect.width)
     assert command.before.size < layer.array.size
 
@@ -107,14 +119,14 @@ def test_overlay_image_follows_the_mask_and_its_undo(qapp):
 
 def test_a_stroke_that_changes_nothing_adds_no_undo_step(qapp):
     layer = MaskLayer(20, 20)
-    layer.begin_stroke(QPointF(5, 5), diameter=3, erase=True)     # erasing an empty mask
+    layer.begin_stroke(QPointF(5, 5), diameter=3, erase=True)  # erasing an empty mask
     assert layer.end_stroke() is None
     assert layer.undo_stack.count() == 0
 
 
 def test_rectangle_clear_and_invert_are_single_undo_steps(qapp):
     layer = MaskLayer(16, 12)
-    assert layer.fill_rect(2.0, 3.0, 6.0, 8.0)          # pixel centres 2.5…5.5 × 3.5…7.5
+    assert layer.fill_rect(2.0, 3.0, 6.0, 8.0)  # pixel centres 2.5…5.5 × 3.5…7.5
     expected = np.zeros((12, 16), dtype=np.uint8)
     expected[3:8, 2:6] = 1
     np.testing.assert_array_equal(layer.array, expected)
@@ -122,7 +134,7 @@ def test_rectangle_clear_and_invert_are_single_undo_steps(qapp):
     np.testing.assert_array_equal(layer.array, 1 - expected)
     assert layer.clear()
     assert layer.is_empty()
-    assert not layer.clear()                            # nothing left to clear: no undo step
+    assert not layer.clear()  # nothing left to clear: no undo step
     layer.undo_stack.undo()
     np.testing.assert_array_equal(layer.array, 1 - expected)
     layer.undo_stack.undo()

@@ -13,14 +13,14 @@ from engine.errors import BadInputError
 
 def test_settings_live_in_the_redirected_folder_and_round_trip(isolated_user_folders):
     assert settings_path().parent == isolated_user_folders
-    assert load_settings() == AppSettings()               # no file yet: defaults
+    assert load_settings() == AppSettings()  # no file yet: defaults
     chosen = AppSettings(device="cpu", precision="bf16", threads=3)
     written = save_settings(chosen)
     assert written == isolated_user_folders / "settings.toml"
     data = tomllib.loads(written.read_text(encoding="utf-8"))
     assert data["schema"] == 1 and data["precision"] == "bf16" and data["threads"] == 3
     assert load_settings() == chosen
-    assert not list(isolated_user_folders.glob(".*.tmp"))   # the temporary file was renamed away
+    assert not list(isolated_user_folders.glob(".*.tmp"))  # the temporary file was renamed away
 
 
 def test_without_the_override_the_platformdirs_folder_is_used(monkeypatch, tmp_path):
@@ -38,11 +38,13 @@ def test_without_the_override_the_platformdirs_folder_is_used(monkeypatch, tmp_p
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [('device = "tpu"\n', "device = 'tpu'"),
-     ("threads = -2\n", "threads = -2"),
-     ('colour = "blue"\n', "unknown key 'colour'"),
-     ("device = \n", "not valid TOML"),
-     ('model = "custom"\n', "generator_path")],
+    [
+        ('device = "tpu"\n', "device = 'tpu'"),
+        ("threads = -2\n", "threads = -2"),
+        ('colour = "blue"\n', "unknown key 'colour'"),
+        ("device = \n", "not valid TOML"),
+        ('model = "custom"\n', "generator_path"),
+    ],
 )
 def test_bad_settings_files_are_refused_with_one_sentence(isolated_user_folders, text, message):
     isolated_user_folders.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,12 @@ def panel(qtbot):
 def test_each_task_sets_the_right_request_fields(panel):
     panel.set_task("colorize")
     options = panel.options()
-    assert (options.task, options.sr_factor, options.grayscale, options.use_mask) == ("colorize", None, False, False)
+    assert (options.task, options.sr_factor, options.grayscale, options.use_mask) == (
+        "colorize",
+        None,
+        False,
+        False,
+    )
     panel.set_task("inpaint")
     assert panel.options().use_mask
     panel.set_task("sr")
@@ -50,7 +55,11 @@ def test_hybrid_composes_grayscale_sr_and_mask_from_checkboxes(panel):
 def test_presets_follow_the_task_and_default_means_none(panel, qtbot):
     panel.set_presets({"inpaint": ["in_a", "in_b"], "colorize": ["col_a"]})
     panel.set_task("inpaint")
-    assert [panel.preset_combo.itemData(i) for i in range(panel.preset_combo.count())] == [None, "in_a", "in_b"]
+    assert [panel.preset_combo.itemData(i) for i in range(panel.preset_combo.count())] == [
+        None,
+        "in_a",
+        "in_b",
+    ]
     panel.preset_combo.setCurrentIndex(2)
     assert panel.options().preset == "in_b"
     with qtbot.waitSignal(panel.optionsChanged, timeout=1000):
@@ -68,14 +77,16 @@ def test_advanced_section_collapses_and_holds_seed_scale_and_stages(panel):
     panel.quick_check.setChecked(False)
     options = panel.options()
     assert (options.seed, options.iteration_scale, options.quick) == (7, 0.5, False)
-    stages = [StagePlan(index=0, iterations=30, unlocked_groups=2, total_groups=5, feature_layers=4),
-              StagePlan(index=1, iterations=20, unlocked_groups=5, total_groups=5, feature_layers=8)]
+    stages = [
+        StagePlan(index=0, iterations=30, unlocked_groups=2, total_groups=5, feature_layers=4),
+        StagePlan(index=1, iterations=20, unlocked_groups=5, total_groups=5, feature_layers=8),
+    ]
     panel.set_stage_table(stages)
     assert panel.stage_table.rowCount() == 2
     assert panel.stage_table.item(1, 1).text() == "20"
     assert panel.stage_table.item(0, 2).text() == "2 of 5"
     assert "50 iterations" in panel.stage_summary.text()
-    assert not panel.stage_table.editTriggers()       # read-only
+    assert not panel.stage_table.editTriggers()  # read-only
 
 
 def test_preview_shows_the_degraded_input_or_the_reason(panel):

@@ -73,15 +73,23 @@ class FakeEngine:
 
 def job(image: np.ndarray | None = None, **overrides) -> RestoreJob:
     image = np.zeros((40, 40, 3), dtype=np.uint8) if image is None else image
-    fields = dict(image=image, task="reconstruct", roi=(0, 0, 40), quick=True)
+    fields = {"image": image, "task": "reconstruct", "roi": (0, 0, 40), "quick": True}
     fields.update(overrides)
     return RestoreJob(**fields)
 
 
 def frame(step: int) -> Frame:
     picture = np.full((4, 4, 3), step % 256, dtype=np.uint8)
-    return Frame(stage=0, step=step, total_steps=200, image=picture, degraded=picture, target=picture,
-                 losses={"total": 1.0 / step}, seconds_per_step=0.001)
+    return Frame(
+        stage=0,
+        step=step,
+        total_steps=200,
+        image=picture,
+        degraded=picture,
+        target=picture,
+        losses={"total": 1.0 / step},
+        seconds_per_step=0.001,
+    )
 
 
 @pytest.fixture
@@ -115,15 +123,21 @@ def test_frames_coalesce_into_one_notification_carrying_the_newest(qtbot, contro
     assert produced.wait(60)
     with qtbot.waitSignal(controller.runEnded, timeout=30_000):
         release.set()
-    assert recorder.frame_notifications == 1              # no backlog of queued signals
-    assert [shown.step for shown in recorder.frames] == [200]   # and it carries the newest frame
+    assert recorder.frame_notifications == 1  # no backlog of queued signals
+    assert [shown.step for shown in recorder.frames] == [200]  # and it carries the newest frame
 
 
 def test_non_frame_events_arrive_in_order_and_all_of_them(qtbot, controllers):
     def script(request, should_stop):
         for step in range(1, 51):
-            yield Step(stage=0, step=step, total_steps=50, losses={"total": 1.0}, seconds_per_step=0.0,
-                       eta_seconds=0.0)
+            yield Step(
+                stage=0,
+                step=step,
+                total_steps=50,
+                losses={"total": 1.0},
+                seconds_per_step=0.0,
+                eta_seconds=0.0,
+            )
         yield Cancelled(result=None)
 
     controller = controllers(engine_factory=lambda settings: FakeEngine(script))
@@ -181,9 +195,9 @@ def test_cancel_lands_within_one_iteration_and_keeps_the_best_result(qtbot, cont
     ended = recorder.events[-1]
     assert isinstance(ended, Cancelled) and ended.result is not None
     assert ended.result.steps_done < started.plan.total_steps
-    assert len(seen["after_stop"]) <= 1                    # at most the iteration already under way
+    assert len(seen["after_stop"]) <= 1  # at most the iteration already under way
     assert ended.result.composite is not None and ended.result.composite.shape == (40, 40, 3)
-    assert threading.get_ident() not in seen["threads"]    # torch ran on the engine thread only
+    assert threading.get_ident() not in seen["threads"]  # torch ran on the engine thread only
     assert not recorder.failures
 
 
@@ -198,7 +212,9 @@ def test_a_quick_tiny_restore_streams_frames_and_finishes(qtbot, controllers, ti
     assert isinstance(finished, Finished)
     assert finished.result.class_index == 3
     assert recorder.frames and recorder.frames[-1].image.shape == (32, 32, 3)
-    assert recorder.steps() == sorted(recorder.steps()) and recorder.steps()[-1] == finished.result.total_steps
+    assert (
+        recorder.steps() == sorted(recorder.steps()) and recorder.steps()[-1] == finished.result.total_steps
+    )
 
 
 def test_a_model_that_fails_to_load_reports_one_sentence(qtbot, controllers):
@@ -215,7 +231,9 @@ def test_a_model_that_fails_to_load_reports_one_sentence(qtbot, controllers):
 
 def test_an_unexpected_engine_error_becomes_a_sentence_with_details(qtbot, controllers):
     def script(request, should_stop):
-        yield Step(stage=0, step=1, total_steps=5, losses={"total": 1.0}, seconds_per_step=0.0, eta_seconds=0.0)
+        yield Step(
+            stage=0, step=1, total_steps=5, losses={"total": 1.0}, seconds_per_step=0.0, eta_seconds=0.0
+        )
         raise RuntimeError("boom")
 
     controller = controllers(engine_factory=lambda settings: FakeEngine(script))
@@ -238,7 +256,9 @@ def test_shutdown_during_a_run_stops_the_thread(qtbot, controllers):
         while not should_stop.is_set():
             step += 1
             started.set()
-            yield Step(stage=0, step=step, total_steps=10**9, losses={}, seconds_per_step=0.0, eta_seconds=0.0)
+            yield Step(
+                stage=0, step=step, total_steps=10**9, losses={}, seconds_per_step=0.0, eta_seconds=0.0
+            )
             should_stop.wait(0.01)
         yield Cancelled(result=None)
 
