@@ -304,6 +304,7 @@ def run_dgp(
     last_frame_at = 0.0
     step_started = time.perf_counter()
     seconds_per_step = 0.0
+    smoothed: float | None = None
     for stage, plan in zip(schedule.stages, stage_plans):
         yield StageBegan(stage=plan, first_step=step + 1)
         for _ in range(plan.iterations):
@@ -347,10 +348,13 @@ def run_dgp(
             now = time.perf_counter()
             seconds_per_step = now - step_started
             step_started = now
+            # Every group receives gradients in every stage, so iterations cost
+            # the same throughout; a smoothed step time gives a steady ETA.
+            smoothed = seconds_per_step if smoothed is None else 0.9 * smoothed + 0.1 * seconds_per_step
             remaining = total_steps - step
             yield Step(
                 stage=plan.index, step=step, total_steps=total_steps, losses=losses,
-                seconds_per_step=seconds_per_step, eta_seconds=remaining * seconds_per_step,
+                seconds_per_step=seconds_per_step, eta_seconds=remaining * smoothed,
             )
             stage_end = step == sum(p.iterations for p in stage_plans[: plan.index + 1])
             if now - last_frame_at >= frame_interval or stage_end:
