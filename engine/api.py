@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,7 +43,7 @@ from engine.events import Cancelled, Finished, Notice, StagePlan
 from engine.imageio import to_tensor
 from engine.models import load_biggan
 from engine.schedule import Schedule, default_preset_name, presets_for_task, resolve_preset
-from engine.state import GeneratorState
+from engine.state import GeneratorState, RestoreResult
 
 BUILTIN_MODEL_NAME = "builtin"
 
@@ -351,7 +352,14 @@ class Engine:
 
             self._render_generator = copy.deepcopy(self.G).eval().requires_grad_(False)
             self._render_generator.to(memory_format=torch.channels_last)
-        if self._applied_state is not state:
+        applied = self._applied_state
+        # Edits of one result (jittered z, another class) share its weight_delta dict:
+        # re-applying the same weights and re-normalising them would only cost time.
+        if (
+            applied is None
+            or applied.weight_delta is not state.weight_delta
+            or applied.use_in != state.use_in
+        ):
             state.apply_to(self._render_generator, self._base_state)
             for layer in spectral_norm_layers(self._render_generator):
                 layer.freeze_normalized_weight()
@@ -374,24 +382,70 @@ class Engine:
     def jitter(
         self, state: GeneratorState, *, sigma: float, count: int, seed: int = 0, batch_size: int = 16
     ) -> list[np.ndarray]:
-        """Section 10's random jittering: G*(z* + sigma * eps, e*), eps ~ N(0, I)."""
-        if not sigma >= 0:
-            raise BadInputError(f"jitter strength {sigma} must be zero or positive.")
-        if count < 1:
-            raise BadInputError(f"jitter count {count} must be at least 1.")
+        """Section 10's random jittering: G*(z* + sigma * eps, e*), eps ~ N(0, I).
+
+        Parameters
+        ----------
+        state : GeneratorState
+            A result of this engine's model.
+        sigma : float, keyword-only
+            Jitter strength, >= 0 (0 renders the result itself ``count`` times).
+        count : int, keyword-only
+            Number of variations, >= 1.
+        seed : int, keyword-only
+            Seeds eps; the same seed gives the same variations as :meth:`jitter_states`.
+        batch_size : int, keyword-only
+            Variations rendered per forward pass.
+
+        Returns
+        -------
+        list of np.ndarray
+            ``count`` H×W×3 uint8 images at model resolution.
+        """
         generator = self._generator_for(state)
-        rng = torch.Generator().manual_seed(seed)
-        noise = torch.randn(count, state.z.shape[1], generator=rng)
+        latents = self.jitter_latents(state, sigma=sigma, count=count, seed=seed)
         images: list[np.ndarray] = []
         for start in range(0, count, batch_size):
-            z = state.z + sigma * noise[start : start + batch_size]
+            z = latents[start : start + batch_size]
             embedding = state.class_embedding.expand(z.shape[0], -1)
             images += self._render(generator, z, embedding, state.use_in)
         return images
 
     def jitter_latents(self, state: GeneratorState, *, sigma: float, count: int, seed: int = 0) -> torch.Tensor:
-        rng = torch.Generator().manual_seed(seed)
-        return state.z + sigma * torch.randn(count, state.z.shape[1], generator=rng)
+        """The jittered latents z* + sigma * eps, ``(count, dim_z)`` float32 on the CPU."""
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.integer, np.floating)) or not sigma >= 0:
+            raise BadInputError(f"jitter strength {sigma} must be zero or positive.")
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+            raise BadInputError(f"jitter count {count} must be a whole number of at least 1.")
+        rng = torch.Generator().manual_seed(int(seed))
+        noise = torch.randn(int(count), state.z.shape[1], generator=rng)
+        return state.z + float(sigma) * noise
+
+    def jitter_states(
+        self, state: GeneratorState, *, sigma: float, count: int, seed: int = 0
+    ) -> list[GeneratorState]:
+        """The states behind :meth:`jitter`'s images, to keep a variation as a result of its own.
+
+        Each is ``state`` with only z replaced (the fine-tuned weights, class and
+        embedding are shared, not copied); variation ``i`` renders the same image
+        as ``jitter(state, sigma=sigma, count=count, seed=seed)[i]``.
+
+        Returns
+        -------
+        list of GeneratorState
+            ``count`` states; ``z`` is ``(1, dim_z)`` float32 on the CPU; ``info["jitter"]``
+            records sigma, seed and the variation's index.
+        """
+        self._check_state(state)
+        latents = self.jitter_latents(state, sigma=sigma, count=count, seed=seed)
+        return [
+            replace(
+                state,
+                z=latents[index : index + 1].clone(),
+                info={**state.info, "jitter": {"sigma": float(sigma), "seed": int(seed), "index": index}},
+            )
+            for index in range(count)
+        ]
 
     def class_index_from(self, value: str | int) -> int:
         """A class by index or (case-insensitive, unique-prefix) name."""
@@ -402,7 +456,75 @@ class Engine:
         """Category transfer: the fine-tuned G and z* with another class's embedding."""
         return self.transfer_many(state, [class_index])[0]
 
+    def transferred_state(self, state: GeneratorState, class_index: int) -> GeneratorState:
+        """``state`` moved to another class: same weights and z*, the tuned G's embedding of the class.
+
+        The result's own class returns ``state`` itself (its exact embedding is kept).
+        """
+        n_classes = self.G.config.n_classes
+        if isinstance(class_index, bool) or not isinstance(class_index, (int, np.integer)) or not (
+            0 <= class_index < n_classes
+        ):
+            raise BadInputError(
+                f"class index {class_index} is outside this model's {n_classes} classes (0–{n_classes - 1})."
+            )
+        if int(class_index) == state.class_index:
+            return state
+        generator = self._generator_for(state)
+        with torch.no_grad():
+            index = torch.tensor([int(class_index)], device=self.device)
+            embedding = generator.shared(index).detach().float().cpu()
+        return replace(
+            state, class_index=int(class_index), class_embedding=embedding,
+            info={**state.info, "transferred_from": state.class_index},
+        )
+
+    def edited_result(
+        self, parent: RestoreResult, state: GeneratorState, *, request: RestoreRequest | None = None
+    ) -> RestoreResult:
+        """A result for an edit of ``parent`` (a jittered or transferred state), as if restored.
+
+        Parameters
+        ----------
+        parent : RestoreResult
+            The result that was edited; its schedule facts (losses, steps, top classes) are kept.
+        state : GeneratorState
+            The edited state, e.g. from :meth:`jitter_states` or :meth:`transferred_state`.
+        request : RestoreRequest, optional, keyword-only
+            The request that made ``parent``: with it the edit is put back into the
+            full-resolution photo (``composite``) and ``degraded`` is recomputed.
+
+        Returns
+        -------
+        RestoreResult
+            ``image`` = G*(state) (H×W×3 uint8), ``class_index`` = the state's, ``composite``
+            H×W×3 uint8 at the photo's resolution when ``request`` is given, else None.
+        """
+        started = time.perf_counter()
+        image = self.render(state)
+        degraded, composite, notes = parent.degraded, None, parent.notes
+        if request is not None:
+            prepared = self.prepare(request)
+            with torch.no_grad():
+                degraded = to_uint8_image(prepared.degradation.generator_path(to_tensor(image).to(self.device)))
+            composite = composite_for_task(
+                request.task, request.image, prepared.roi, image,
+                mask=request.mask, factor=prepared.degradation.sr_factor,
+            )
+            notes = prepared.notes
+        return replace(
+            parent, image=image, degraded=degraded, state=state, class_index=state.class_index,
+            composite=composite, notes=notes, seconds=time.perf_counter() - started,
+        )
+
     def transfer_many(self, state: GeneratorState, classes: Sequence[int], *, batch_size: int = 16) -> list[np.ndarray]:
+        """Category transfer to several classes, ``batch_size`` renders per forward pass.
+
+        Returns
+        -------
+        list of np.ndarray
+            One H×W×3 uint8 image per entry of ``classes``, in that order.
+        """
         generator = self._generator_for(state)
         for class_index in classes:
             if not 0 <= class_index < self.G.config.n_classes:
@@ -439,40 +561,54 @@ class Engine:
 
 
 class MorphRenderer:
-    """Renders interpolations between two states with one preallocated generator."""
+    """Renders interpolations between two states with one preallocated generator.
+
+    Every floating weight and buffer is rewritten in place for each frame, so
+    no tensors are allocated per frame; :meth:`retarget` moves the same
+    generator to another pair of states (a timeline's next segment).
+    """
 
     def __init__(self, engine: Engine, state_a: GeneratorState, state_b: GeneratorState) -> None:
         import copy
 
         self.engine = engine
-        self.state_a, self.state_b = state_a, state_b
         self.generator = copy.deepcopy(engine.G).eval().requires_grad_(False)
         self.generator.to(memory_format=torch.channels_last)
-        self.entries = []
-        own = self.generator.state_dict()
-        device = engine.device
-        for key, target in own.items():
-            if not target.is_floating_point():
-                continue
+        self._own = {k: v for k, v in self.generator.state_dict().items() if v.is_floating_point()}
+        # Entries unchanged by both states keep the base value.
+        with torch.no_grad():
+            for key, target in self._own.items():
+                target.copy_(engine._base_state[key])
+        self.entries: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]] = []
+        self.retarget(state_a, state_b)
+
+    def retarget(self, state_a: GeneratorState, state_b: GeneratorState) -> None:
+        """Morph between another pair of states, reusing the preallocated generator."""
+        self.engine._check_state(state_a)
+        self.engine._check_state(state_b)
+        device = self.engine.device
+        with torch.no_grad():
+            # Entries the previous pair changed go back to the base value first.
+            for target, base, _delta_a, _delta_b in self.entries:
+                target.copy_(base)
+        entries = []
+        for key, target in self._own.items():
             delta_a = state_a.weight_delta.get(key)
             delta_b = state_b.weight_delta.get(key)
             if delta_a is None and delta_b is None:
                 continue
-            base = engine._base_state[key]
-            self.entries.append((
-                target, base,
+            entries.append((
+                target, self.engine._base_state[key],
                 delta_a.to(device, target.dtype) if delta_a is not None else None,
                 delta_b.to(device, target.dtype) if delta_b is not None else None,
             ))
-        # Entries unchanged by both states keep the base value.
-        with torch.no_grad():
-            for key, target in own.items():
-                if target.is_floating_point():
-                    target.copy_(engine._base_state[key])
+        self.entries = entries
+        self.state_a, self.state_b = state_a, state_b
         self.use_in = state_a.use_in and state_b.use_in
 
     @torch.no_grad()
     def render(self, lam: float) -> np.ndarray:
+        """The frame at ``lam`` in [0, 1] (0 = A, 1 = B) as H×W×3 uint8."""
         for target, base, delta_a, delta_b in self.entries:
             target.copy_(base)
             if delta_a is not None:

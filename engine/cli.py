@@ -151,6 +151,7 @@ class _ProgressPrinter:
         self.bar = None
         self.phase = ""
         self.total: int | None = None
+        self.total_steps: int | None = None
 
     def _new(self, total: int | None, description: str) -> None:
         self.close()
@@ -164,6 +165,7 @@ class _ProgressPrinter:
 
         if isinstance(event, ev.Started):
             plan = event.plan
+            self.total_steps = plan.total_steps
             self.write(f"{plan.preset}: {plan.search_candidates} candidates, {len(plan.stages)} stages, "
                        f"{plan.total_steps} iterations on {plan.device} ({plan.precision})")
         elif isinstance(event, ev.SearchProgress):
@@ -172,9 +174,9 @@ class _ProgressPrinter:
             self.bar.update(event.done - self.bar.n)
         elif isinstance(event, ev.StageBegan):
             if self.phase != "restore":
-                self._new(None, "restore")
+                self._new(self.total_steps, "restore")
         elif isinstance(event, ev.Step):
-            if self.total is None:
+            if self.phase != "restore":
                 self._new(event.total_steps, "restore")
             self.bar.update(event.step - self.bar.n)
             self.bar.set_postfix_str(
