@@ -79,10 +79,17 @@ class ClassPicker(QWidget):
     classChanged = Signal(object)
     rerunRequested = Signal(int)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        parent: QWidget | None = None,
+        *,
+        title: str = "What does the photo show?",
+        auto_label: str = AUTO_LABEL,
+    ) -> None:
         super().__init__(parent)
         self._class_names: list[str] = []
         self._selected: int | None = None
+        self._auto_label = auto_label
 
         self.search_field = QLineEdit()
         self.search_field.setPlaceholderText("Search classes by name or number")
@@ -109,7 +116,7 @@ class ClassPicker(QWidget):
         self._suggestions_box.setVisible(False)
 
         header = QHBoxLayout()
-        header.addWidget(QLabel("What does the photo show?"))
+        header.addWidget(QLabel(title))
         header.addStretch(1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -180,7 +187,7 @@ class ClassPicker(QWidget):
         self.class_list.blockSignals(True)
         self.class_list.setUpdatesEnabled(False)
         self.class_list.clear()
-        auto_item = QListWidgetItem(AUTO_LABEL)
+        auto_item = QListWidgetItem(self._auto_label)
         auto_item.setData(_CLASS_INDEX_ROLE, _AUTO)
         self.class_list.addItem(auto_item)
         for index in ranked:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal
@@ -14,6 +15,10 @@ from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import QListView, QListWidget, QListWidgetItem, QWidget
 
 from dgp_studio.imaging import rgb_to_qimage
+
+if TYPE_CHECKING:  # the engine's types import torch, which the GUI thread must not load
+    from dgp_studio.worker import RestoreJob
+    from engine.state import GeneratorState, RestoreResult
 
 THUMBNAIL_SIZE = 64
 _ENTRY_ROLE = Qt.ItemDataRole.UserRole
@@ -25,6 +30,10 @@ class HistoryEntry:
 
     ``composite`` is the full-resolution photo with the restored region
     blended in (``(H, W, 3)`` ``uint8``); ``image`` is the model-resolution output.
+    ``result`` is the engine's ``RestoreResult`` (its ``state`` is what the studio
+    edits: jitter, category transfer, morphs); ``job`` the request that made it
+    (an edit is put back into that photo). ``edit`` names an edit of another
+    result ("jitter σ 0.5", "→ goldfish"); empty for a restoration.
     """
 
     composite: np.ndarray
@@ -37,15 +46,27 @@ class HistoryEntry:
     source_path: str | None = None
     photo_serial: int = 0  # which opened photo it belongs to (the window counts them)
     finished_at: float = field(default_factory=time.time)
+    result: RestoreResult | Any | None = None
+    job: RestoreJob | None = None
+    edit: str = ""
+
+    @property
+    def state(self) -> GeneratorState | None:
+        """The result's ``GeneratorState`` (None for an entry made without the engine)."""
+        return None if self.result is None else self.result.state
 
     def caption(self) -> str:
-        """``"inpaint · goldfish · 12 s"`` (``(stopped)`` for a cancelled run)."""
+        """``"inpaint · goldfish · 12 s"`` (``(stopped)`` for a cancelled run; the edit for an edit)."""
+        if self.edit:
+            return f"{self.task} \u00b7 {self.class_name} \u00b7 {self.edit}"
         stopped = " (stopped)" if self.cancelled else ""
         return f"{self.task} \u00b7 {self.class_name} \u00b7 {_duration_text(self.seconds)}{stopped}"
 
     def tooltip(self) -> str:
         clock = time.strftime("%H:%M:%S", time.localtime(self.finished_at))
         index = "" if self.class_index is None else f" (class {self.class_index})"
+        if self.edit:
+            return f"Task: {self.task}\nClass: {self.class_name}{index}\nEdit: {self.edit}, made at {clock}"
         return (
             f"Task: {self.task}\nClass: {self.class_name}{index}\nTook {_duration_text(self.seconds)}, "
             f"finished at {clock}{' — stopped early' if self.cancelled else ''}"

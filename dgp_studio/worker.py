@@ -296,6 +296,13 @@ class EngineWorker(QObject):
         """Build the engine now if the settings changed since the last load."""
         self._ensure_engine()
 
+    def current_engine(self) -> Any:
+        """The engine, built first if the settings changed; None when loading failed (reported).
+
+        Engine thread only: other workers on that thread (the studio's) share the engine this way.
+        """
+        return self._ensure_engine()
+
     def _ensure_engine(self) -> Any:
         if self._engine is not None and self._loaded_settings == self._settings:
             return self._engine

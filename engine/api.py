@@ -65,6 +65,22 @@ class LoadedModel:
     def config(self) -> BigGANConfig:
         return self.G.config
 
+    @property
+    def class_numbers(self) -> tuple[int, ...]:
+        """The number users see for each class: its ImageNet-1k index when known.
+
+        BigGAN's 1000 classes are their own ImageNet indices; the built-in
+        model's 200 labels map to ImageNet indices through its model card, so
+        "1" means goldfish for every model.
+        """
+        if len(self.class_imagenet_indices) == self.config.n_classes:
+            return tuple(self.class_imagenet_indices)
+        return tuple(range(self.config.n_classes))
+
+    def class_label(self, class_index: int) -> str:
+        """``"<number> <name>"`` for a model class index, as shown to users."""
+        return f"{self.class_numbers[class_index]} {self.class_names[class_index]}"
+
 
 def _sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
@@ -450,7 +466,7 @@ class Engine:
     def class_index_from(self, value: str | int) -> int:
         """A class by index or (case-insensitive, unique-prefix) name."""
         n_classes = self.G.config.n_classes
-        return resolve_class(value, self.model.class_names, n_classes)
+        return resolve_class(value, self.model.class_names, n_classes, numbers=self.model.class_numbers)
 
     def transfer(self, state: GeneratorState, class_index: int) -> np.ndarray:
         """Category transfer: the fine-tuned G and z* with another class's embedding."""
@@ -622,13 +638,26 @@ class MorphRenderer:
         return self.engine._render(self.generator, z, embedding, self.use_in)[0]
 
 
-def resolve_class(value: str | int, class_names: Sequence[str], n_classes: int) -> int:
-    """Class index from an index (int or digits) or a name (exact, then unique prefix/substring)."""
+def resolve_class(
+    value: str | int, class_names: Sequence[str], n_classes: int, *, numbers: Sequence[int] | None = None
+) -> int:
+    """Model class index from a class number (int or digits) or a name (exact, then unique substring).
+
+    ``numbers`` are the numbers users see (ImageNet indices); by default the
+    model's own indices.
+    """
     if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
-        index = int(value)
-        if not 0 <= index < n_classes:
-            raise BadInputError(f"class index {index} is outside this model's {n_classes} classes (0–{n_classes - 1}).")
-        return index
+        number = int(value)
+        if numbers is not None and tuple(numbers) != tuple(range(n_classes)):
+            if number not in numbers:
+                raise BadInputError(
+                    f"class {number} is not one of this model's {n_classes} classes (ImageNet indices "
+                    f"{min(numbers)}–{max(numbers)}, see its class list)."
+                )
+            return list(numbers).index(number)
+        if not 0 <= number < n_classes:
+            raise BadInputError(f"class index {number} is outside this model's {n_classes} classes (0–{n_classes - 1}).")
+        return number
     query = str(value).strip().lower()
     names = [name.lower() for name in class_names]
     exact = [i for i, name in enumerate(names) if name == query]

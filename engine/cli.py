@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--factor", type=int, choices=[2, 4, 8], help="super-resolution factor (default 4)")
     restore.add_argument("--gray", action="store_true", help="hybrid: include graying (colorization)")
     restore.add_argument("--class", dest="class_", default="auto", metavar="INDEX|NAME|auto",
-                         help="what the photo shows; 'auto' lets the latent search choose and reports the top 5")
+                         help="what the photo shows: an ImageNet-1k class index (1 = goldfish) or name; "
+                              "'auto' lets the latent search choose and reports the top 5")
     restore.add_argument("--roi", metavar="LEFT,TOP,SIZE",
                          help="square region sent to the model (default: the largest centred square)")
     restore.add_argument("--preset", metavar="NAME|FILE.toml", help="schedule preset (default: the task's)")
@@ -270,9 +271,8 @@ def command_restore(args) -> int:
             if isinstance(event, ev.Frame) and args.frames:
                 save_image(event.image, args.frames / f"step_{event.step:05d}.png", overwrite=True)
             if isinstance(event, ev.SearchFinished) and class_index is None and printer:
-                names = engine.model.class_names
                 printer.write("top classes: " + ", ".join(
-                    f"{index} {names[index]}" for index, _ in event.top_classes))
+                    engine.model.class_label(index) for index, _ in event.top_classes))
             if isinstance(event, (ev.Finished, ev.Cancelled)):
                 final = event
     except NonFiniteLossError as error:
@@ -298,7 +298,7 @@ def _write_outputs(args, final, engine, save_image) -> bool:
     result = final.result
     metadata = {
         "Software": f"dgp-studio {__version__}", "dgp-task": result.task, "dgp-preset": result.preset,
-        "dgp-class": f"{result.class_index} {engine.model.class_names[result.class_index]}",
+        "dgp-class": engine.model.class_label(result.class_index),
         "dgp-steps": f"{result.steps_done}/{result.total_steps}",
     }
     save_image(result.composite, args.output, metadata=metadata, overwrite=args.overwrite,
@@ -338,7 +338,7 @@ def command_transfer(args) -> int:
     if len(images) == 1:
         save_image(images[0], args.output, overwrite=args.overwrite)
     else:
-        labels = [f"{c} {engine.model.class_names[c]}" for c in classes]
+        labels = [engine.model.class_label(c) for c in classes]
         columns = max(1, int(round(len(images) ** 0.5)))
         write_contact_sheet(images, args.output, columns=columns, labels=labels, overwrite=args.overwrite)
     print(f"wrote {args.output}", file=sys.stderr)

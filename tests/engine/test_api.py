@@ -172,3 +172,12 @@ def test_classes_resolve_by_index_and_name():
         resolve_class("zebra", names, 4)
     with pytest.raises(BadInputError, match="outside"):
         resolve_class(7, names, 4)
+
+
+def test_class_numbers_are_imagenet_indices_when_the_model_knows_them():
+    names = ["goldfish", "European fire salamander", "bullfrog"]
+    numbers = [1, 25, 30]
+    assert resolve_class("25", names, 3, numbers=numbers) == 1
+    assert resolve_class(1, names, 3, numbers=numbers) == 0
+    with pytest.raises(BadInputError, match="class 2 is not one of this model's 3 classes"):
+        resolve_class("2", names, 3, numbers=numbers)
