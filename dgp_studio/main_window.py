@@ -29,6 +29,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QApplication,
+    QDockWidget,
     QFileDialog,
     QFrame,
     QHBoxLayout,
@@ -42,6 +43,7 @@ from PySide6.QtWidgets import (
     QSlider,
     QSpinBox,
     QSplitter,
+    QTabWidget,
     QTextEdit,
     QToolBar,
     QToolButton,
@@ -53,6 +55,7 @@ from dgp_studio import APP_DISPLAY_NAME
 from dgp_studio.background import BackgroundJobs
 from dgp_studio.canvas import ImageCanvas, Tool
 from dgp_studio.class_picker import ClassPicker
+from dgp_studio.export_dialog import ExportDialog
 from dgp_studio.history import HistoryEntry, HistoryStrip
 from dgp_studio.imaging import image_size_text, qimage_alpha, qimage_to_rgb
 from dgp_studio.mask import MaskLayer
@@ -65,7 +68,10 @@ from dgp_studio.settings import (
     save_settings,
     window_state,
 )
+from dgp_studio.studio_jobs import StudioController
+from dgp_studio.studio_panel import StudioPanel
 from dgp_studio.task_panel import TASK_LABELS, TaskPanel
+from dgp_studio.timeline import TimelineWidget
 from dgp_studio.worker import (
     EngineController,
     EngineFactory,
@@ -190,6 +196,10 @@ class MainWindow(QMainWindow):
             engine_factory=engine_factory, user_preset_folders=(config_dir() / "presets",)
         )
         self._controller.set_settings(app_settings)
+        # Jitter, class transfer, morphs and exports share the engine thread (and its engine).
+        self.studio = StudioController(self._controller, parent=self)
+        self._adding_edit = False
+        self.export_dialog: ExportDialog | None = None
         self._background = BackgroundJobs(self)
         self._undo_group = QUndoGroup(self)
 
@@ -275,9 +285,29 @@ class MainWindow(QMainWindow):
         side_layout.addWidget(self.restore_button)
         side_layout.addWidget(self.progress_panel)
 
+        self.studio_panel = StudioPanel(self.studio)
+        self.studio_panel.editKept.connect(self.add_edited_result)
+        self.studio_panel.timelineRequested.connect(self.add_to_timeline)
+        self.side_tabs = QTabWidget()
+        self.side_tabs.addTab(side, "Restore")
+        self.side_tabs.addTab(self.studio_panel, "Studio")
+        self.side_tabs.setTabToolTip(1, "Instant edits of the selected result: jitter and class transfer")
+
+        self.timeline = TimelineWidget(self.studio)
+        self.timeline.addRequested.connect(lambda: self.add_to_timeline(self.history.current_entry()))
+        self.timeline.exportRequested.connect(self.export_animation_dialog)
+        self.timeline_dock = QDockWidget("Morph timeline", self)
+        self.timeline_dock.setObjectName("morph-timeline-dock")
+        self.timeline_dock.setWidget(self.timeline)
+        self.timeline_dock.setAllowedAreas(
+            Qt.DockWidgetArea.BottomDockWidgetArea | Qt.DockWidgetArea.TopDockWidgetArea
+        )
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.timeline_dock)
+        self.timeline_dock.hide()
+
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
-        splitter.addWidget(side)
+        splitter.addWidget(self.side_tabs)
         splitter.setStretchFactor(0, 1)
         splitter.setStretchFactor(1, 0)
         splitter.setSizes([900, 360])
@@ -430,6 +460,16 @@ class MainWindow(QMainWindow):
         run_menu = self.menuBar().addMenu("&Run")
         run_menu.addAction(self.restore_action)
         run_menu.addAction(self.cancel_action)
+        studio_menu = self.menuBar().addMenu("&Studio")
+        self.show_studio_action = studio_menu.addAction("Edit the selected result")
+        self.show_studio_action.triggered.connect(lambda: self.side_tabs.setCurrentWidget(self.studio_panel))
+        timeline_action = self.timeline_dock.toggleViewAction()
+        timeline_action.setText("Morph &timeline")
+        studio_menu.addAction(timeline_action)
+        self.add_keyframe_action = studio_menu.addAction("Add the selected result to the timeline")
+        self.add_keyframe_action.triggered.connect(lambda: self.add_to_timeline(self.history.current_entry()))
+        self.export_animation_action = studio_menu.addAction("&Export animation\u2026")
+        self.export_animation_action.triggered.connect(self.export_animation_dialog)
 
         toolbar = QToolBar("Main")
         toolbar.setObjectName("main-toolbar")
@@ -476,6 +516,7 @@ class MainWindow(QMainWindow):
         worker.described.connect(self._on_described)
         worker.failed.connect(self._on_engine_failed)
         self._controller.runEnded.connect(self._on_run_ended)
+        self.studio.worker.failed.connect(self._on_studio_failed)
 
     # ============================================================ accessors
 
@@ -533,6 +574,11 @@ class MainWindow(QMainWindow):
             app.removeEventFilter(self)
         self._describe_timer.stop()
         self._frame_timer.stop()
+        # Frames and exports stop within a frame, so the engine thread can end.
+        self.timeline.shutdown()
+        self.studio.shutdown()
+        if self.export_dialog is not None:
+            self.export_dialog.close()
         self._save_window_state()
         for dialog in list(self.error_dialogs):
             dialog.close()
@@ -852,6 +898,7 @@ class MainWindow(QMainWindow):
         )
         previous_class = self.class_picker.selected_class()
         self.class_picker.set_class_names(info.class_names)
+        self.studio_panel.set_class_names(info.class_names)
         if previous_class is not None and previous_class < len(info.class_names):
             self.class_picker.set_selected_class(previous_class)
         self.task_panel.set_presets(info.presets)
@@ -961,6 +1008,8 @@ class MainWindow(QMainWindow):
             cancelled=cancelled,
             source_path=str(self._photo_path) if self._photo_path else None,
             photo_serial=self._current_job_photo,
+            result=result,
+            job=job,
         )
         self.history.add_entry(entry)
         # The painted overlay would hide exactly the pixels that were restored.
@@ -998,6 +1047,8 @@ class MainWindow(QMainWindow):
     # ============================================================== results
 
     def _on_history_selected(self, entry: HistoryEntry) -> None:
+        if not self._adding_edit:  # a kept edit leaves the studio on the result it came from
+            self.studio_panel.set_entry(entry)
         if entry.photo_serial == self._photo_serial:
             self.canvas.set_result_image(entry.composite)
         else:
@@ -1005,6 +1056,80 @@ class MainWindow(QMainWindow):
                 "That result belongs to another photo; Save still writes it at full resolution.", 6000
             )
         self._update_run_state()
+
+    # ================================================================ studio
+
+    def add_edited_result(self, parent: HistoryEntry, result, edit: str) -> HistoryEntry:
+        """Add an edit of ``parent`` (a ``RestoreResult`` from the studio) to the history and show it."""
+        composite = result.composite if result.composite is not None else result.image
+        entry = HistoryEntry(
+            composite=composite,
+            image=result.image,
+            task=parent.task,
+            class_index=result.class_index,
+            class_name=self.class_picker.class_name(result.class_index),
+            seconds=float(result.seconds),
+            source_path=parent.source_path,
+            photo_serial=parent.photo_serial,
+            result=result,
+            job=parent.job,
+            edit=edit,
+        )
+        self._adding_edit = True
+        try:
+            self.history.add_entry(entry)
+        finally:
+            self._adding_edit = False
+        self.statusBar().showMessage(f"Kept {edit} as a new result.", 5000)
+        self.resultAdded.emit(entry)
+        return entry
+
+    def add_to_timeline(self, entry: HistoryEntry | None) -> None:
+        """Append a result to the morph timeline as its next keyframe, and show the timeline."""
+        if entry is None:
+            self.statusBar().showMessage("Select a result in the history first.", 5000)
+            return
+        if not self.timeline.add_keyframe(entry):
+            self.statusBar().showMessage("That result has no model state to morph.", 5000)
+            return
+        self.timeline_dock.show()
+        count = len(self.timeline.keyframe_entries())
+        hint = "" if count >= 2 else " Add another result to morph to."
+        self.statusBar().showMessage(f"Keyframe {count} added to the morph timeline.{hint}", 5000)
+
+    def export_animation_dialog(self) -> ExportDialog | None:
+        """Open the export dialog for the timeline (window-modal, non-blocking)."""
+        if len(self.timeline.keyframe_entries()) < 2:
+            self.statusBar().showMessage("The morph timeline needs two or more keyframes to export.", 5000)
+            return None
+        if self.export_dialog is not None:
+            if self.export_dialog.is_exporting():
+                self.export_dialog.show()
+                return self.export_dialog
+            self.export_dialog.deleteLater()
+        resolution = self._model_info.resolution if self._model_info else self.timeline.resolution_hint()
+        folder = self._photo_path.parent if self._photo_path else Path.home()
+        stem = f"{self._photo_path.stem}-morph" if self._photo_path else "morph"
+        dialog = ExportDialog(
+            self.studio,
+            self.timeline.plan(),
+            resolution=resolution,
+            suggested_path=folder / stem,
+            parent=self,
+        )
+        dialog.exportEnded.connect(
+            lambda written: written and self.statusBar().showMessage(f"Saved {written}.", 6000)
+        )
+        self.export_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def _on_studio_failed(self, request_id: int, sentence: str, details: str) -> None:
+        if self.studio.is_export(request_id):
+            return  # the export dialog shows its own failure
+        if any(dialog.text() == sentence and dialog.isVisible() for dialog in self.error_dialogs):
+            return  # dragging a slider over a broken state would open one dialog per render
+        self.show_error(sentence, details)
 
     def _suggested_path(self, label: str, suffix: str) -> str:
         if self._photo_path is not None:

@@ -130,12 +130,16 @@ class ExportRequest:
 
 @dataclass(frozen=True, eq=False)
 class KeepRequest:
-    """Turn an edited state into a result of its own (re-composited into ``job``'s photo)."""
+    """Turn an edited state into a result of its own (re-composited into ``job``'s photo).
+
+    With ``class_index`` the state is first moved to that class (category transfer).
+    """
 
     request_id: int
     parent: Any  # RestoreResult
     state: Any  # GeneratorState
     job: RestoreJob | None
+    class_index: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -323,7 +327,9 @@ class StudioWorker(QObject):
                 request.state, sigma=request.sigma, count=request.count, seed=request.seed,
                 batch_size=RENDER_BATCH_SIZE,
             )
-            states = engine.jitter_states(request.state, sigma=request.sigma, count=request.count, seed=request.seed)
+            states = engine.jitter_states(
+                request.state, sigma=request.sigma, count=request.count, seed=request.seed
+            )
             self.jitterReady.emit(request.request_id, images, states)
         elif isinstance(request, GalleryRequest):
             classes = list(request.classes)
@@ -409,7 +415,10 @@ class StudioWorker(QObject):
         engine_request = None
         if request.job is not None and request.job.image is not None:
             engine_request = request.job.to_request()
-        result = engine.edited_result(request.parent, request.state, request=engine_request)
+        state = request.state
+        if request.class_index is not None:
+            state = engine.transferred_state(state, request.class_index)
+        result = engine.edited_result(request.parent, state, request=engine_request)
         self.kept.emit(request.request_id, result)
 
     def _save_sheet(self, engine: Any, request: SheetRequest) -> None:
@@ -445,6 +454,7 @@ class StudioController(QObject):
         self._ids = itertools.count(1)
         self._frames_job: FramesRequest | None = None
         self._export_job: ExportRequest | None = None
+        self._export_ids: set[int] = set()
         self._shut_down = False
 
     def _post(self, request: PreviewRequest) -> int:
@@ -490,16 +500,21 @@ class StudioController(QObject):
             overwrite=overwrite, rendered=None if rendered is None else tuple(rendered),
         )
         self._export_job = request
+        self._export_ids.add(request.request_id)
         self._queue(request)
         return request.request_id
+
+    def is_export(self, request_id: int) -> bool:
+        """Whether ``request_id`` was an export (whose dialog reports its own failures)."""
+        return request_id in self._export_ids
 
     def cancel_export(self) -> None:
         """Stop the running export within one frame; nothing is left at its path."""
         if self._export_job is not None:
             self._export_job.stop.set()
 
-    def keep(self, parent: Any, state: Any, job: RestoreJob | None) -> int:
-        request = KeepRequest(next(self._ids), parent, state, job)
+    def keep(self, parent: Any, state: Any, job: RestoreJob | None, *, class_index: int | None = None) -> int:
+        request = KeepRequest(next(self._ids), parent, state, job, class_index)
         self._queue(request)
         return request.request_id
 

@@ -427,9 +427,12 @@ class Engine:
             images += self._render(generator, z, embedding, state.use_in)
         return images
 
-    def jitter_latents(self, state: GeneratorState, *, sigma: float, count: int, seed: int = 0) -> torch.Tensor:
+    def jitter_latents(
+        self, state: GeneratorState, *, sigma: float, count: int, seed: int = 0
+    ) -> torch.Tensor:
         """The jittered latents z* + sigma * eps, ``(count, dim_z)`` float32 on the CPU."""
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.integer, np.floating)) or not sigma >= 0:
+        number = (int, float, np.integer, np.floating)
+        if isinstance(sigma, bool) or not isinstance(sigma, number) or not sigma >= 0:
             raise BadInputError(f"jitter strength {sigma} must be zero or positive.")
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
             raise BadInputError(f"jitter count {count} must be a whole number of at least 1.")
@@ -522,7 +525,8 @@ class Engine:
         if request is not None:
             prepared = self.prepare(request)
             with torch.no_grad():
-                degraded = to_uint8_image(prepared.degradation.generator_path(to_tensor(image).to(self.device)))
+                model_view = prepared.degradation.generator_path(to_tensor(image).to(self.device))
+            degraded = to_uint8_image(model_view)
             composite = composite_for_task(
                 request.task, request.image, prepared.roi, image,
                 mask=request.mask, factor=prepared.degradation.sr_factor,
@@ -579,8 +583,10 @@ class Engine:
 class MorphRenderer:
     """Renders interpolations between two states with one preallocated generator.
 
-    Every floating weight and buffer is rewritten in place for each frame, so
-    no tensors are allocated per frame; :meth:`retarget` moves the same
+    Both endpoints' weights are built once per pair (only the entries either
+    state changed); each frame then rewrites the generator's own tensors in
+    place with two multi-tensor kernels (copy A, lerp towards B), so no
+    tensors are allocated per frame. :meth:`retarget` moves the same
     generator to another pair of states (a timeline's next segment).
     """
 
@@ -595,46 +601,59 @@ class MorphRenderer:
         with torch.no_grad():
             for key, target in self._own.items():
                 target.copy_(engine._base_state[key])
-        self.entries: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]] = []
+        self._changed_keys: list[str] = []
+        self._targets: list[torch.Tensor] = []
+        self._weights_a: list[torch.Tensor] = []
+        self._weights_b: list[torch.Tensor] = []
         self.retarget(state_a, state_b)
 
     def retarget(self, state_a: GeneratorState, state_b: GeneratorState) -> None:
         """Morph between another pair of states, reusing the preallocated generator."""
         self.engine._check_state(state_a)
         self.engine._check_state(state_b)
-        device = self.engine.device
+        base_state = self.engine._base_state
+        keys, targets, weights_a, weights_b = [], [], [], []
         with torch.no_grad():
             # Entries the previous pair changed go back to the base value first.
-            for target, base, _delta_a, _delta_b in self.entries:
-                target.copy_(base)
-        entries = []
-        for key, target in self._own.items():
-            delta_a = state_a.weight_delta.get(key)
-            delta_b = state_b.weight_delta.get(key)
-            if delta_a is None and delta_b is None:
-                continue
-            entries.append((
-                target, self.engine._base_state[key],
-                delta_a.to(device, target.dtype) if delta_a is not None else None,
-                delta_b.to(device, target.dtype) if delta_b is not None else None,
-            ))
-        self.entries = entries
+            for key in self._changed_keys:
+                self._own[key].copy_(base_state[key])
+            for key, target in self._own.items():
+                delta_a = state_a.weight_delta.get(key)
+                delta_b = state_b.weight_delta.get(key)
+                if delta_a is None and delta_b is None:
+                    continue
+                keys.append(key)
+                targets.append(target)
+                weights_a.append(self._endpoint(base_state[key], delta_a, like=target))
+                weights_b.append(self._endpoint(base_state[key], delta_b, like=target))
+        self._changed_keys, self._targets = keys, targets
+        self._weights_a, self._weights_b = weights_a, weights_b
         self.state_a, self.state_b = state_a, state_b
         self.use_in = state_a.use_in and state_b.use_in
+
+    @staticmethod
+    def _endpoint(base: torch.Tensor, delta: torch.Tensor | None, *, like: torch.Tensor) -> torch.Tensor:
+        # The same arithmetic as GeneratorState.apply_to (base, then + delta), so that
+        # lambda = 0 and 1 reproduce the results exactly; the generator's own layout
+        # (channels_last convolutions) keeps the per-frame kernels on their fast path.
+        weight = torch.empty_like(like)
+        weight.copy_(base)
+        if delta is not None:
+            weight.add_(delta.to(weight.device, weight.dtype))
+        return weight
 
     @torch.no_grad()
     def render(self, lam: float) -> np.ndarray:
         """The frame at ``lam`` in [0, 1] (0 = A, 1 = B) as H×W×3 uint8."""
-        for target, base, delta_a, delta_b in self.entries:
-            target.copy_(base)
-            if delta_a is not None:
-                target.add_(delta_a, alpha=1.0 - lam)
-            if delta_b is not None:
-                target.add_(delta_b, alpha=lam)
+        lam = float(lam)
+        if self._targets:
+            # lerp is exact at both ends: A + 0·(B − A) = A and B − (B − A)·0 = B.
+            torch._foreach_copy_(self._targets, self._weights_a)
+            torch._foreach_lerp_(self._targets, self._weights_b, lam)
         for layer in spectral_norm_layers(self.generator):
             layer.freeze_normalized_weight()
-        z = (1.0 - lam) * self.state_a.z + lam * self.state_b.z
-        embedding = (1.0 - lam) * self.state_a.class_embedding + lam * self.state_b.class_embedding
+        z = torch.lerp(self.state_a.z, self.state_b.z, lam)
+        embedding = torch.lerp(self.state_a.class_embedding, self.state_b.class_embedding, lam)
         return self.engine._render(self.generator, z, embedding, self.use_in)[0]
 
 

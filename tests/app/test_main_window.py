@@ -444,7 +444,10 @@ def test_main_delegates_cli_subcommands_and_starts_the_gui_otherwise(monkeypatch
     import engine.cli
 
     calls = []
-    monkeypatch.setattr(engine.cli, "main", lambda argv: calls.append(("cli", argv)) or 7)
+    roots = []
+    monkeypatch.setattr(
+        engine.cli, "main", lambda argv, models_root=None: calls.append(("cli", argv)) or roots.append(models_root) or 7
+    )
     monkeypatch.setattr(entry, "run_gui", lambda argv: calls.append(("gui", argv)) or 0)
     assert entry.main(["restore", "in.png", "--task", "colorize"]) == 7
     assert entry.main(["--version"]) == 7
@@ -458,3 +461,5 @@ def test_main_delegates_cli_subcommands_and_starts_the_gui_otherwise(monkeypatch
         ("gui", ["holiday.jpg"]),
         ("gui", []),
     ]
+    # The model store defaults to the platform's per-user data folder.
+    assert all(root is not None and root.name == "models" for root in roots)
