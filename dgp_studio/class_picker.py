@@ -33,7 +33,7 @@ def class_label(index: int, name: str) -> str:
     return f"{index} \u00b7 {name}"
 
 
-def search_classes(class_names: Sequence[str], text: str) -> list[int]:
+def search_classes(class_names: Sequence[str], text: str, numbers: Sequence[int] | None = None) -> list[int]:
     """Indices of the classes matching a search text, best matches first.
 
     Parameters
@@ -42,7 +42,7 @@ def search_classes(class_names: Sequence[str], text: str) -> list[int]:
         One name per class index.
     text : str
         Empty: every class in index order. All digits: the class with exactly
-        that index, then those whose index starts with it. Otherwise: classes
+        that number, then those whose number starts with it. Otherwise: classes
         whose name contains every word of ``text`` (case-insensitive), those
         whose name *starts* with the text first.
 
@@ -53,10 +53,11 @@ def search_classes(class_names: Sequence[str], text: str) -> list[int]:
     query = text.strip().lower()
     if not query:
         return list(range(len(class_names)))
+    numbers = list(range(len(class_names))) if not numbers else list(numbers)
     if query.isdigit():
-        exact = [int(query)] if int(query) < len(class_names) and str(int(query)) == query else []
+        exact = [index for index, number in enumerate(numbers) if str(number) == query]
         prefixed = [
-            index for index in range(len(class_names)) if str(index).startswith(query) and index not in exact
+            index for index, number in enumerate(numbers) if str(number).startswith(query) and index not in exact
         ]
         return exact + prefixed
     words = query.split()
@@ -88,6 +89,7 @@ class ClassPicker(QWidget):
     ) -> None:
         super().__init__(parent)
         self._class_names: list[str] = []
+        self._class_numbers: list[int] = []
         self._selected: int | None = None
         self._auto_label = auto_label
 
@@ -127,9 +129,14 @@ class ClassPicker(QWidget):
 
     # ------------------------------------------------------------- classes
 
-    def set_class_names(self, class_names: Sequence[str]) -> None:
-        """Fill the list with one row per class; the selection goes back to Auto."""
+    def set_class_names(self, class_names: Sequence[str], numbers: Sequence[int] | None = None) -> None:
+        """Fill the list with one row per class; the selection goes back to Auto.
+
+        ``numbers`` are shown and searched instead of the model's own indices
+        (ImageNet indices, so "1 · goldfish" whatever the model).
+        """
         self._class_names = list(class_names)
+        self._class_numbers = list(numbers) if numbers else list(range(len(class_names)))
         self._selected = None
         self.clear_suggestions()
         self._apply_filter(self.search_field.text())
@@ -137,6 +144,13 @@ class ClassPicker(QWidget):
 
     def class_names(self) -> list[str]:
         return list(self._class_names)
+
+    def class_numbers(self) -> list[int]:
+        return list(self._class_numbers)
+
+    def class_number(self, index: int) -> int:
+        """The number shown for model class ``index``."""
+        return self._class_numbers[index] if 0 <= index < len(self._class_numbers) else index
 
     def class_name(self, index: int | None) -> str:
         """The name of class ``index`` ("Auto" for None; ``"class N"`` for an index the model lacks)."""
@@ -183,7 +197,7 @@ class ClassPicker(QWidget):
     def _apply_filter(self, text: str) -> None:
         # Rebuilding the rows (a few thousand at most) is simpler and faster than
         # hiding and re-ordering them, and keeps the best match right under Auto.
-        ranked = search_classes(self._class_names, text)
+        ranked = search_classes(self._class_names, text, self._class_numbers)
         self.class_list.blockSignals(True)
         self.class_list.setUpdatesEnabled(False)
         self.class_list.clear()
@@ -191,7 +205,7 @@ class ClassPicker(QWidget):
         auto_item.setData(_CLASS_INDEX_ROLE, _AUTO)
         self.class_list.addItem(auto_item)
         for index in ranked:
-            item = QListWidgetItem(class_label(index, self._class_names[index]))
+            item = QListWidgetItem(class_label(self.class_number(index), self._class_names[index]))
             item.setData(_CLASS_INDEX_ROLE, index)
             self.class_list.addItem(item)
         row = self._row_of(self._selected)
@@ -221,7 +235,7 @@ class ClassPicker(QWidget):
         self.clear_suggestions()
         for rank, (index, loss) in enumerate(top_classes[:MAX_SUGGESTIONS], start=1):
             button = QPushButton(f"{rank}. {self.class_name(index)}  (loss {loss:.3g})")
-            button.setToolTip(f"Select class {index} and restore again with it")
+            button.setToolTip(f"Select class {self.class_number(index)} and restore again with it")
             button.setProperty("class_index", int(index))
             button.setStyleSheet("text-align: left; padding: 2px 6px;")
             button.clicked.connect(lambda _checked=False, chosen=index: self._on_suggestion(chosen))

@@ -897,8 +897,8 @@ class MainWindow(QMainWindow):
             f"\u00b7 {info.device}, {info.precision}"
         )
         previous_class = self.class_picker.selected_class()
-        self.class_picker.set_class_names(info.class_names)
-        self.studio_panel.set_class_names(info.class_names)
+        self.class_picker.set_class_names(info.class_names, info.class_numbers)
+        self.studio_panel.set_class_names(info.class_names, info.class_numbers)
         if previous_class is not None and previous_class < len(info.class_names):
             self.class_picker.set_selected_class(previous_class)
         self.task_panel.set_presets(info.presets)

@@ -191,6 +191,7 @@ class StudioPanel(QWidget):
         self._studio = studio
         self._entry: HistoryEntry | None = None
         self._class_names: list[str] = []
+        self._class_numbers: list[int] = []
         self._seed = 0
         self._jitter_id = 0
         self._jitter_states: list[object] = []
@@ -355,14 +356,17 @@ class StudioPanel(QWidget):
 
     # ------------------------------------------------------------ inputs
 
-    def set_class_names(self, class_names: Sequence[str]) -> None:
-        """The loaded model's class names (one per index)."""
+    def set_class_names(self, class_names: Sequence[str], numbers: Sequence[int] | None = None) -> None:
+        """The loaded model's class names (one per index) and the numbers users see for them."""
         self._class_names = list(class_names)
-        self.class_picker.set_class_names(self._class_names)
-        last = max(len(self._class_names) - 1, 0)
+        self.class_picker.set_class_names(self._class_names, numbers)
+        self._class_numbers = self.class_picker.class_numbers()
+        first, last = (min(self._class_numbers), max(self._class_numbers)) if self._class_numbers else (0, 0)
         for spin in (self.range_from, self.range_to):
-            spin.setRange(0, last)
-        self.range_to.setValue(min(last, 15))
+            spin.setRange(first, last)
+        self.range_from.setValue(first)
+        self.range_to.setValue(sorted(self._class_numbers)[min(15, len(self._class_numbers) - 1)]
+                               if self._class_numbers else 0)
 
     def set_entry(self, entry: HistoryEntry | None) -> None:
         """Edit this result from now on (None: nothing selected)."""
@@ -486,6 +490,9 @@ class StudioPanel(QWidget):
     def _class_name(self, index: int) -> str:
         return self.class_picker.class_name(index)
 
+    def _class_number(self, index: int) -> int:
+        return self.class_picker.class_number(index)
+
     def _show_own_image(self) -> None:
         if self._entry is None:
             self.transfer_preview.set_image(None, message="No result selected")
@@ -512,7 +519,7 @@ class StudioPanel(QWidget):
         if request_id != self._transfer_id:
             return
         self.transfer_preview.set_image(image)
-        self.transfer_preview.setToolTip(class_label(class_index, self._class_name(class_index)))
+        self.transfer_preview.setToolTip(class_label(self._class_number(class_index), self._class_name(class_index)))
         self.transferShown.emit(class_index)
 
     def keep_transfer(self) -> None:
@@ -538,14 +545,16 @@ class StudioPanel(QWidget):
             return classes, ""
         if mode == "range":
             low, high = sorted((self.range_from.value(), self.range_to.value()))
-            classes = list(range(low, high + 1))
+            classes = [index for index, number in enumerate(self._class_numbers) if low <= number <= high]
         else:
             text = self.name_filter.text().strip()
             parts = [part.strip() for part in text.split(",") if part.strip()]
             if not parts:
                 return [], "Type part of a class name, e.g. \u201cterrier\u201d."
             # Commas separate alternatives ("dog, terrier"): every class matching any of them.
-            matches = (index for part in parts for index in search_classes(self._class_names, part))
+            matches = (
+                index for part in parts for index in search_classes(self._class_names, part, self._class_numbers)
+            )
             classes = list(dict.fromkeys(matches))
             if not classes:
                 return [], f"No class name contains \u201c{text}\u201d."
@@ -575,7 +584,7 @@ class StudioPanel(QWidget):
         if request_id != self._gallery_id:
             return
         classes = self._gallery_classes[start : start + len(images)]
-        captions = [class_label(index, self._class_name(index)) for index in classes]
+        captions = [class_label(self._class_number(index), self._class_name(index)) for index in classes]
         self.gallery_grid.add_images(images, captions)
 
     def _on_gallery_done(self, request_id: int) -> None:

@@ -107,6 +107,8 @@ class ModelInfo:
     presets: dict[str, tuple[str, ...]]  # task -> preset names, the default first
     device: str
     precision: str
+    # The number users see per class: its ImageNet index when the model knows it.
+    class_numbers: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -198,6 +200,7 @@ def describe_engine(engine: Any) -> ModelInfo:
         presets=presets,
         device=str(engine.device),
         precision=precision_label(engine.autocast_dtype),
+        class_numbers=tuple(model.class_numbers),
     )
 
 

@@ -74,3 +74,14 @@ def test_suggestions_show_top_five_and_a_click_asks_to_rerun(picker, qtbot):
         qtbot.mouseClick(picker.suggestion_buttons[2], Qt.MouseButton.LeftButton)
     assert blocker.args == [7]
     assert picker.selected_class() == 7
+
+
+def test_a_subset_model_shows_and_searches_imagenet_numbers(qtbot):
+    # The built-in model's labels 0, 1, 2 are ImageNet classes 1, 25, 30.
+    widget = ClassPicker()
+    qtbot.addWidget(widget)
+    widget.set_class_names(["goldfish", "European fire salamander", "bullfrog"], [1, 25, 30])
+    assert search_classes(["goldfish", "European fire salamander", "bullfrog"], "25", [1, 25, 30]) == [1]
+    qtbot.keyClicks(widget.search_field, "1")
+    assert widget.visible_class_indices()[0] == 0
+    assert widget.class_list.item(1).text().startswith("1 \u00b7 goldfish")

@@ -48,6 +48,7 @@ class GuiRecorder(QObject):
 class FakeModel:
     display_name: str = "fake model"
     class_names: tuple[str, ...] = ("tench", "goldfish")
+    class_numbers: tuple[int, ...] = (0, 1)
 
 
 class FakeEngine:
