@@ -9,8 +9,10 @@ before any of that is loaded.
 
 from __future__ import annotations
 
+import html
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -63,8 +65,10 @@ from dgp_studio.progress import RunProgressPanel
 from dgp_studio.settings import (
     AppSettings,
     SettingsDialog,
+    cache_dir,
     config_dir,
     load_settings,
+    models_dir,
     save_settings,
     window_state,
 )
@@ -77,6 +81,7 @@ from dgp_studio.worker import (
     EngineFactory,
     JobDescription,
     ModelInfo,
+    RestoredFromCache,
     RestoreJob,
     error_sentence,
 )
@@ -95,6 +100,7 @@ from engine.events import (
 LOG = logging.getLogger(__name__)
 
 FRAME_DISPLAY_INTERVAL_S = 1 / 15  # at most ~15 canvas updates per second during a run
+CACHE_HIT_MESSAGE = "Restored from the cache \u2014 Run again to recompute"
 DESCRIBE_DELAY_MS = 250  # wait for the user to stop dragging before re-describing
 MAX_RECENT_FILES = 10
 OPEN_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif);;All files (*)"
@@ -191,9 +197,12 @@ class MainWindow(QMainWindow):
         self.frames_shown = 0  # canvas updates from live frames (tests read it)
         self.error_dialogs: list[ErrorDialog] = []
         self._last_description: JobDescription | None = None
+        self.last_result_from_cache = False  # whether the latest run was answered by the result cache
 
         self._controller = EngineController(
-            engine_factory=engine_factory, user_preset_folders=(config_dir() / "presets",)
+            engine_factory=engine_factory,
+            user_preset_folders=(config_dir() / "presets",),
+            cache_folder=cache_dir(),
         )
         self._controller.set_settings(app_settings)
         # Jitter, class transfer, morphs and exports share the engine thread (and its engine).
@@ -316,7 +325,13 @@ class MainWindow(QMainWindow):
         self.zoom_label = QLabel()
         self.pixel_label = QLabel()
         self.size_label = QLabel()
-        for label in (self.pixel_label, self.size_label, self.zoom_label):
+        # The model in use, as a link that opens the model manager.
+        self.status_model_label = QLabel()
+        self.status_model_label.setTextFormat(Qt.TextFormat.RichText)
+        self.status_model_label.setToolTip("The model in use: click to open the model manager")
+        self.status_model_label.linkActivated.connect(lambda _link: self.open_model_manager())
+        self._set_status_model("not loaded yet")
+        for label in (self.pixel_label, self.size_label, self.zoom_label, self.status_model_label):
             self.statusBar().addPermanentWidget(label)
         self.statusBar().showMessage("Open a photo (Ctrl+O), drop one here, or paste one (Ctrl+V).")
 
@@ -409,6 +424,11 @@ class MainWindow(QMainWindow):
             "Esc",
             tip="Stop after the current iteration, keeping the best result (Esc)",
         )
+        self.run_again_action = action(
+            "Run &again (recompute)",
+            lambda: self.start_restore(recompute=True),
+            tip="Run the restoration even when the cache holds its result (the new result replaces it)",
+        )
 
     def _build_menus_and_toolbar(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
@@ -457,8 +477,12 @@ class MainWindow(QMainWindow):
         tools_menu.addSeparator()
         tools_menu.addAction(self.shrink_brush_action)
         tools_menu.addAction(self.grow_brush_action)
+        tools_menu.addSeparator()
+        self.model_manager_action = tools_menu.addAction("&Model manager\u2026")
+        self.model_manager_action.triggered.connect(self.open_model_manager)
         run_menu = self.menuBar().addMenu("&Run")
         run_menu.addAction(self.restore_action)
+        run_menu.addAction(self.run_again_action)
         run_menu.addAction(self.cancel_action)
         studio_menu = self.menuBar().addMenu("&Studio")
         self.show_studio_action = studio_menu.addAction("Edit the selected result")
@@ -823,14 +847,20 @@ class MainWindow(QMainWindow):
             source_name=self._photo_name or "the photo",
         )
 
-    def start_restore(self) -> bool:
-        """Send the current job to the engine thread; False when it cannot start now."""
+    def start_restore(self, *, recompute: bool = False) -> bool:
+        """Send the current job to the engine thread; False when it cannot start now.
+
+        A job whose result is in the cache is answered from it at once, unless
+        ``recompute`` (Run again) asks to run it anyway.
+        """
         if self._controller.is_running():
             self.statusBar().showMessage("A restoration is already running.", 4000)
             return False
         job = self.build_job()
         if job is None:
             return False
+        if recompute:
+            job = replace(job, use_cache=False)
         if not self._controller.restore(job):
             return False
         self._current_job = job
@@ -840,6 +870,7 @@ class MainWindow(QMainWindow):
         self.canvas.set_mask_visible(False)
         self._run_started_at = time.perf_counter()
         self._last_frame_shown_at = 0.0
+        self.last_result_from_cache = False
         self.progress_panel.begin()
         self.class_picker.clear_suggestions()
         self.statusBar().showMessage(f"Restoring: {TASK_LABELS[job.task].lower()}\u2026")
@@ -879,6 +910,7 @@ class MainWindow(QMainWindow):
         can_run = self._photo is not None and not running
         self.restore_button.setEnabled(can_run)
         self.restore_action.setEnabled(can_run)
+        self.run_again_action.setEnabled(can_run)
         self.cancel_action.setEnabled(running)
         self.progress_panel.cancel_button.setEnabled(running)
         self.save_action.setEnabled(bool(self.history.count()))
@@ -886,12 +918,17 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------- engine events
 
+    def _set_status_model(self, text: str) -> None:
+        self.status_model_label.setText(f'<a href="model-manager">Model: {html.escape(text)}</a>')
+
     def _on_model_loading(self, what: str) -> None:
+        self._set_status_model(f"loading {what}\u2026")
         self.model_label.setText(f"Model: loading {what}\u2026")
         self.statusBar().showMessage(f"Loading {what}\u2026")
 
     def _on_model_loaded(self, info: ModelInfo) -> None:
         self._model_info = info
+        self._set_status_model(info.display_name)
         self.model_label.setText(
             f"Model: {info.display_name} \u00b7 {info.resolution} px \u00b7 {len(info.class_names)} classes "
             f"\u00b7 {info.device}, {info.precision}"
@@ -962,6 +999,9 @@ class MainWindow(QMainWindow):
             self.progress_panel.on_stage_began(event)
         elif isinstance(event, Notice):
             self.statusBar().showMessage(event.text, 10_000)
+        elif isinstance(event, RestoredFromCache):
+            self.last_result_from_cache = True
+            self._accept_result(event.result, cancelled=event.result.cancelled, from_cache=True)
         elif isinstance(event, Finished):
             self._accept_result(event.result, cancelled=False)
         elif isinstance(event, Cancelled):
@@ -993,7 +1033,7 @@ class MainWindow(QMainWindow):
         self.progress_panel.on_frame(frame)
         self.frames_shown += 1
 
-    def _accept_result(self, result, *, cancelled: bool) -> None:
+    def _accept_result(self, result, *, cancelled: bool, from_cache: bool = False) -> None:
         job = self._current_job
         if job is None:
             return
@@ -1017,6 +1057,8 @@ class MainWindow(QMainWindow):
         if job.class_index is None and result.top_classes:
             self.class_picker.show_suggestions(result.top_classes)
         verb = "Stopped early" if cancelled else "Done"
+        if from_cache:
+            verb = f"From the cache: {verb.lower()}"
         self.progress_panel.finish(
             f"{verb} after {result.steps_done} of {result.total_steps} iterations ({entry.seconds:.1f} s); "
             f"class: {entry.class_name}."
@@ -1028,6 +1070,7 @@ class MainWindow(QMainWindow):
             self.progress_panel.finish("Stopped by an error.")
         elif self._model_info is None:
             self.model_label.setText("Model: not loaded (see Settings)")
+            self._set_status_model("not loaded")
         self.show_error(sentence, details)
 
     def _on_run_ended(self) -> None:
@@ -1041,7 +1084,10 @@ class MainWindow(QMainWindow):
             self.progress_panel.finish("Stopped.")
         self._current_job = None
         self._update_run_state()
-        self.statusBar().showMessage("Ready.", 3000)
+        if self.last_result_from_cache:
+            self.statusBar().showMessage(CACHE_HIT_MESSAGE, 15_000)
+        else:
+            self.statusBar().showMessage("Ready.", 3000)
         self.runEnded.emit()
 
     # ============================================================== results
@@ -1217,9 +1263,32 @@ class MainWindow(QMainWindow):
     # ============================================================= settings
 
     def open_settings(self) -> None:
-        dialog = SettingsDialog(self._app_settings, parent=self)
+        dialog = SettingsDialog(
+            self._app_settings, clear_cache=self._controller.worker.clear_cache, parent=self
+        )
         if dialog.exec():
             self.apply_settings(dialog.settings())
+
+    def model_manager(self):
+        """A :class:`~dgp_studio.model_manager.ModelManagerDialog` over the user's model store."""
+        from dgp_studio.model_manager import ModelManagerDialog  # imports torch: only when asked for
+        from engine.model_store import ModelStore
+
+        try:
+            store = ModelStore(models_dir())
+        except BadInputError as error:
+            self.show_error(str(error))
+            return None
+        dialog = ModelManagerDialog(store, current_model=self._app_settings.model, parent=self)
+        dialog.modelChosen.connect(
+            lambda model_id: self.apply_settings(replace(self._app_settings, model=model_id))
+        )
+        return dialog
+
+    def open_model_manager(self) -> None:
+        dialog = self.model_manager()
+        if dialog is not None:
+            dialog.exec()
 
     def apply_settings(self, settings: AppSettings) -> None:
         """Save and use new preferences; the engine reloads (after the current run, if any)."""
@@ -1229,10 +1298,12 @@ class MainWindow(QMainWindow):
             self.show_error(str(error))
             return
         changed = settings != self._app_settings
+        reload = settings.without_cache_settings() != self._app_settings.without_cache_settings()
         self._app_settings = settings
         if changed:
-            self._model_info = None
             self._controller.set_settings(settings)
+        if reload:
+            self._model_info = None
             self._controller.load()
 
     # =============================================================== errors

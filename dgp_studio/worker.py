@@ -16,10 +16,14 @@ Rules (house style §2b):
   older, one notification at most in flight); other events go into a queue
   that the GUI drains in one go per notification.
 * Errors become ``failed(sentence, details)``; the traceback goes to the log.
+* Finished restores (and cancelled ones with a result) go into the result
+  cache (:mod:`engine.cache`); an identical job is answered from it at once
+  with :class:`RestoredFromCache` unless the job asks to recompute.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import traceback
@@ -32,9 +36,9 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from dgp_studio.settings import BUILTIN_MODEL, AppSettings
+from dgp_studio.settings import BUILTIN_MODEL, CUSTOM_MODEL, AppSettings
 from engine.errors import BadInputError, NonFiniteLossError
-from engine.events import Cancelled, Frame, StagePlan
+from engine.events import Cancelled, Finished, Frame, StagePlan
 
 LOG = logging.getLogger(__name__)
 
@@ -72,6 +76,8 @@ class RestoreJob:
     seed: int = 0
     iteration_scale: float = 1.0
     source_name: str = "the photo"
+    # False: run even when the result cache holds this job ("Run again"); the new result replaces it.
+    use_cache: bool = True
 
     def to_request(self) -> Any:
         """The engine's ``RestoreRequest`` (imports the engine: call on the engine thread)."""
@@ -95,6 +101,18 @@ class RestoreJob:
             iteration_scale=self.iteration_scale,
             source_name=self.source_name,
         )
+
+
+@dataclass(frozen=True, eq=False)  # holds arrays: compared by identity
+class RestoredFromCache:
+    """The job's result came from the result cache, without running (queued like an engine event).
+
+    ``result`` is an ``engine.state.RestoreResult`` rebuilt from the cached
+    entry (``cancelled`` as when it was stored); ``key`` is its cache key.
+    """
+
+    result: Any
+    key: str
 
 
 @dataclass(frozen=True)
@@ -171,8 +189,19 @@ def default_engine_factory(settings: AppSettings, *, user_preset_folders: Sequen
 
     if settings.model == BUILTIN_MODEL:
         model = load_model("builtin")
-    else:
+    elif settings.model == CUSTOM_MODEL:
         model = load_model(settings.generator_path, settings.discriminator_path)
+    else:  # an id in the model store (Tools > Model manager)
+        from dgp_studio.settings import models_dir
+        from engine.model_store import ModelStore
+
+        stored = ModelStore(models_dir()).get(settings.model)
+        if stored.d_path is None:
+            raise BadInputError(
+                f"{stored.name}: this model has no discriminator; import its D file in the model manager "
+                "to restore with it."
+            )
+        model = load_model(stored.g_path, stored.d_path)
     return Engine(
         model,
         device=settings.device,
@@ -251,10 +280,17 @@ class EngineWorker(QObject):
     runEnded = Signal()
 
     def __init__(
-        self, *, engine_factory: EngineFactory | None = None, user_preset_folders: Sequence[Path] = ()
+        self,
+        *,
+        engine_factory: EngineFactory | None = None,
+        user_preset_folders: Sequence[Path] = (),
+        cache_folder: Path | None = None,
     ) -> None:
         super().__init__()
         self._user_preset_folders = tuple(user_preset_folders)
+        self._cache_folder = None if cache_folder is None else Path(cache_folder)
+        self._state_cache: Any = None  # engine.cache.StateCache, opened on the first restore
+        self.restores_run = 0  # engine.restore calls (tests tell a cache hit from a run by it)
         self._engine_factory = engine_factory or (
             lambda settings: default_engine_factory(settings, user_preset_folders=self._user_preset_folders)
         )
@@ -307,10 +343,20 @@ class EngineWorker(QObject):
         return self._ensure_engine()
 
     def _ensure_engine(self) -> Any:
-        if self._engine is not None and self._loaded_settings == self._settings:
+        # The cache size does not shape the engine: changing it must not reload the model.
+        if (
+            self._engine is not None
+            and self._loaded_settings is not None
+            and self._loaded_settings.without_cache_settings() == self._settings.without_cache_settings()
+        ):
             return self._engine
         settings = self._settings
-        what = "the built-in model" if settings.model == BUILTIN_MODEL else Path(settings.generator_path).name
+        if settings.model == BUILTIN_MODEL:
+            what = "the built-in model"
+        elif settings.model == CUSTOM_MODEL:
+            what = Path(settings.generator_path).name
+        else:
+            what = f"the imported model {settings.model}"
         self.modelLoading.emit(what)
         self._engine = None
         try:
@@ -376,7 +422,20 @@ class EngineWorker(QObject):
                 self._queue_event(Cancelled(result=None, reason="cancelled before it started"))
                 return
             request = job.to_request()
+            cache = self._open_state_cache()
+            key = None
+            if cache is not None:
+                key, made_with = self._cache_key(engine, job, request)
+                if job.use_cache:
+                    hit = cache.get(key)  # a corrupt entry is dropped (and logged) there: a miss
+                    if hit is not None:
+                        result = self._result_from_cache(engine, request, hit)
+                        self._queue_event(RestoredFromCache(result=result, key=key))
+                        return
+            self.restores_run += 1
             for event in engine.restore(request, should_stop=self._stop, frame_interval=FRAME_INTERVAL_S):
+                if key is not None and isinstance(event, (Finished, Cancelled)) and event.result is not None:
+                    self._store_in_cache(cache, key, event.result, made_with)
                 if isinstance(event, Frame):
                     if self._frames.put(event):
                         self.frameAvailable.emit()
@@ -391,6 +450,115 @@ class EngineWorker(QObject):
         finally:
             self._stop.clear()
             self.runEnded.emit()
+
+    # ------------------------------------------------------------ result cache
+
+    def _open_state_cache(self) -> Any:
+        """The result cache sized by the settings, or None when it is off or cannot be opened."""
+        max_bytes = self._settings.cache_max_bytes()
+        if self._cache_folder is None or max_bytes <= 0:
+            return None
+        from engine.cache import StateCache
+
+        try:
+            if self._state_cache is None:
+                self._state_cache = StateCache(self._cache_folder, max_bytes=max_bytes)
+            elif self._state_cache.max_bytes != max_bytes:
+                self._state_cache.set_max_bytes(max_bytes)
+        except (OSError, BadInputError) as error:
+            # A broken cache folder costs speed, never the restoration.
+            LOG.warning("the result cache in %s is unavailable: %s", self._cache_folder, error)
+            self._state_cache = None
+            return None
+        return self._state_cache
+
+    def _cache_key(self, engine: Any, job: RestoreJob, request: Any) -> tuple[str, dict]:
+        """The job's cache key and a JSON description of what made it (for the entry's sidecar)."""
+        import engine as engine_package
+        from engine.cache import cache_key
+        from engine.dgp import to_uint8_image
+
+        prepared = engine.prepare(request)
+        photo = np.ascontiguousarray(job.image)
+        # x_hat fixes the region, its resizing and the degradation; the composite also depends on the
+        # photo outside the region and on the full-resolution mask, so those are hashed as well.
+        settings = {
+            "photo_sha256": hashlib.sha256(photo.tobytes()).hexdigest(),
+            "photo_shape": list(photo.shape),
+            "roi": [int(value) for value in job.roi],
+            "sr_factor": job.sr_factor,
+            "grayscale": bool(job.grayscale),
+            "quick": bool(job.quick),
+            "iteration_scale": float(job.iteration_scale),
+            # The preset's contents, not only its name: an edited user preset must miss.
+            "schedule": repr(prepared.schedule),
+            "device": str(getattr(engine.device, "type", engine.device)),
+            "precision": str(engine.autocast_dtype),
+        }
+        arguments = {
+            "task": job.task,
+            "preset": prepared.schedule.name,
+            "settings": settings,
+            "class_index": job.class_index,
+            "seed": int(job.seed),
+            "model_identity": engine.model.identity,
+            "engine_version": engine_package.__version__,
+        }
+        key = cache_key(
+            input_rgb_model=to_uint8_image(prepared.target),
+            mask=job.mask if job.task in ("inpaint", "hybrid") else None,
+            **arguments,
+        )
+        return key, {**arguments, "source_name": job.source_name}
+
+    def _result_from_cache(self, engine: Any, request: Any, entry: Any) -> Any:
+        """A ``RestoreResult`` rebuilt from a cached entry (x_hat and phi(G(z*)) recomputed: cheap)."""
+        import torch
+
+        from engine.dgp import to_uint8_image
+        from engine.imageio import to_tensor
+        from engine.state import RestoreResult
+
+        prepared = engine.prepare(request)
+        sidecar = entry.sidecar
+        with torch.no_grad():
+            degraded = to_uint8_image(
+                prepared.degradation.generator_path(to_tensor(entry.image).to(engine.device))
+            )
+        return RestoreResult(
+            image=entry.image,
+            degraded=degraded,
+            target=to_uint8_image(prepared.target),
+            state=entry.state,
+            class_index=int(sidecar["class_index"]),
+            top_classes=tuple((int(index), float(score)) for index, score in sidecar.get("top_classes", [])),
+            losses={str(name): float(value) for name, value in sidecar.get("losses", {}).items()},
+            steps_done=int(sidecar.get("steps_done", 0)),
+            total_steps=int(sidecar.get("total_steps", 0)),
+            seconds=float(sidecar.get("seconds", 0.0)),
+            task=str(sidecar.get("task", request.task)),
+            preset=str(sidecar.get("preset", prepared.schedule.name)),
+            cancelled=bool(sidecar.get("cancelled", False)),
+            composite=entry.composite,
+            notes=tuple(str(note) for note in sidecar.get("notes", ())),
+        )
+
+    def _store_in_cache(self, cache: Any, key: str, result: Any, made_with: dict) -> None:
+        try:
+            cache.put(key, result, made_with=made_with)
+        except Exception as error:  # noqa: BLE001 - a full disk must not cost the user the result
+            LOG.warning("could not keep the result in the cache: %s", error)
+
+    def clear_cache(self) -> int:
+        """Delete every cached result; returns the bytes freed (any thread: the cache is thread-safe)."""
+        if self._cache_folder is None:
+            return 0
+        cache = self._state_cache
+        if cache is None:
+            from dgp_studio.settings import clear_state_cache
+
+            return clear_state_cache(self._cache_folder)
+        return int(cache.clear())
 
     def _queue_event(self, event: object) -> None:
         if self._events.append(event):
@@ -430,6 +598,8 @@ class EngineController(QObject):
         ``settings -> engine``; defaults to loading the model the settings name.
     user_preset_folders : sequence of Path
         Folders with the user's own presets.
+    cache_folder : Path, optional
+        The result cache's folder; None = no cache.
     """
 
     runEnded = Signal()  # re-emitted on the GUI thread after the worker's runEnded
@@ -445,10 +615,13 @@ class EngineController(QObject):
         *,
         engine_factory: EngineFactory | None = None,
         user_preset_folders: Sequence[Path] = (),
+        cache_folder: Path | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
-        self.worker = EngineWorker(engine_factory=engine_factory, user_preset_folders=user_preset_folders)
+        self.worker = EngineWorker(
+            engine_factory=engine_factory, user_preset_folders=user_preset_folders, cache_folder=cache_folder
+        )
         # No parent: a QThread must not be deleted by its parent while it runs.
         self.thread: QThread | None = QThread()
         self.thread.setObjectName("dgp-engine")
