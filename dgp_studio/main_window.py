@@ -832,6 +832,9 @@ class MainWindow(QMainWindow):
                 return None
             mask = layer.array.copy()
         chosen = self.class_picker.selected_class() if class_index == "picker" else class_index
+        return self._job_from(options, mask, chosen)
+
+    def _job_from(self, options, mask, class_index: int | None) -> RestoreJob:
         return RestoreJob(
             image=self._photo,
             task=options.task,
@@ -839,7 +842,7 @@ class MainWindow(QMainWindow):
             mask=mask,
             sr_factor=options.sr_factor,
             grayscale=options.grayscale,
-            class_index=chosen,
+            class_index=class_index,
             preset=options.preset,
             quick=options.quick,
             seed=options.seed,
@@ -955,22 +958,7 @@ class MainWindow(QMainWindow):
         mask = (
             layer.array.copy() if (options.use_mask and layer is not None and not layer.is_empty()) else None
         )
-        self._controller.describe(
-            RestoreJob(
-                image=self._photo,
-                task=options.task,
-                roi=self.canvas.roi(),
-                mask=mask,
-                sr_factor=options.sr_factor,
-                grayscale=options.grayscale,
-                class_index=None,
-                preset=options.preset,
-                quick=options.quick,
-                seed=options.seed,
-                iteration_scale=options.iteration_scale,
-                source_name=self._photo_name or "the photo",
-            )
-        )
+        self._controller.describe(self._job_from(options, mask, None))
 
     def _on_described(self, description: JobDescription) -> None:
         self._last_description = description

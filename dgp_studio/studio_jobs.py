@@ -188,20 +188,9 @@ def timeline_position(position: float, keyframe_count: int, easing: Sequence[str
     scaled = min(max(float(position), 0.0), 1.0) * segments
     segment = min(int(scaled), segments - 1)
     local = min(scaled - segment, 1.0)
+    from engine.export import ease  # numpy/PIL/PyAV only: no torch on the GUI thread
+
     return segment, ease(local, easing[segment])
-
-
-def ease(t: float, kind: str) -> float:
-    """Eased time in [0, 1] for linear time ``t`` in [0, 1]; the same curves as ``engine.export.ease``."""
-    if kind == "linear":
-        return t
-    if kind == "ease-in-out":
-        return t * t * (3.0 - 2.0 * t)
-    if kind == "ease-in":
-        return t * t
-    if kind == "ease-out":
-        return 1.0 - (1.0 - t) * (1.0 - t)
-    raise ValueError(f"unknown easing {kind!r}; use one of {', '.join(EASINGS)}")
 
 
 # ------------------------------------------------------------------- worker

@@ -37,7 +37,6 @@ from PIL import Image, ImageDraw, ImageFont
 
 from engine.errors import BadInputError
 from engine.events import Progress
-from engine.imageio import save_image
 
 __all__ = [
     "EASING_KINDS",
@@ -765,4 +764,6 @@ def write_contact_sheet(
             text_width = draw.textlength(text, font=font)
             text_origin = (left + (cell_width - text_width) / 2, top + cell_height + padding)
             draw.text(text_origin, text, fill=ink, font=font)
+    from engine.imageio import save_image  # torch-free import of this module for the GUI's easing
+
     return save_image(np.asarray(sheet), path, overwrite=overwrite)
