@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.checksums import sha256_file
 from engine.biggan import BigGANConfig, Discriminator, Generator, spectral_norm_layers
 from engine.composite import (
     RegionOfInterest,
@@ -80,14 +81,6 @@ class LoadedModel:
     def class_label(self, class_index: int) -> str:
         """``"<number> <name>"`` for a model class index, as shown to users."""
         return f"{self.class_numbers[class_index]} {self.class_names[class_index]}"
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _sha256_tensors(module: torch.nn.Module) -> str:
@@ -165,7 +158,7 @@ def load_model(
     generator, discriminator = load_biggan(
         source, d_path, allow_missing_discriminator=allow_missing_discriminator
     )
-    identity = _sha256_file(source)[:16] + (("-" + _sha256_file(Path(d_path))[:8]) if d_path else "")
+    identity = sha256_file(source)[:16] + (("-" + sha256_file(Path(d_path))[:8]) if d_path else "")
     config = generator.config
     return LoadedModel(
         G=generator, D=discriminator, identity=identity,

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from engine.checksums import sha256_file
 from engine.errors import BadInputError
 from engine.state import GeneratorState, RestoreResult
 
@@ -210,14 +211,6 @@ class CacheEntryInfo:
     size_bytes: int
     last_used: float                # seconds since the epoch
     sidecar: dict = field(compare=False)
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _folder_bytes(folder: Path) -> int:
@@ -423,7 +416,7 @@ class StateCache:
                         role: {
                             "name": name,
                             "size": (temporary / name).stat().st_size,
-                            "sha256": _sha256_file(temporary / name),
+                            "sha256": sha256_file(temporary / name),
                         }
                         for role, name in files.items()
                     },
@@ -471,7 +464,7 @@ class StateCache:
                     size = path.stat().st_size
                     if size != int(record["size"]):
                         raise ValueError(f"{role} file has {size} bytes, expected {record['size']}")
-                    if _sha256_file(path) != record["sha256"]:
+                    if sha256_file(path) != record["sha256"]:
                         raise ValueError(f"{role} file fails its SHA-256 checksum")
                 state = GeneratorState.load(folder / Path(files["state"]["name"]).name)
                 image = _read_png(folder / Path(files["image"]["name"]).name)

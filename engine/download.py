@@ -16,7 +16,6 @@ of a copy they trust). :func:`download` then
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import re
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine import __version__
+from engine.checksums import sha256_file
 from engine.errors import BadInputError
 from engine.events import Progress
 
@@ -93,14 +93,6 @@ def file_name_from_url(url: str, *, fallback: str = "download.bin") -> str:
     if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,200}", segment) and segment not in (".", ".."):
         return segment
     return fallback
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _delete_quietly(path: Path) -> None:
@@ -190,7 +182,7 @@ def download(
     part = dest.with_name(dest.name + ".part")
     if dest.exists():
         size = dest.stat().st_size
-        if expected is not None and _sha256_file(dest) == expected:
+        if expected is not None and sha256_file(dest) == expected:
             yield Progress(done=size, total=size, detail=f"{dest.name} verified", extra={"url": url})
             return True
         raise DownloadError(f"{dest}: the file already exists; delete it or choose another destination.")
@@ -300,7 +292,7 @@ def download(
                     time.sleep(retry_delay_seconds)
         size = part.stat().st_size
         if expected is not None:
-            actual = _sha256_file(part)
+            actual = sha256_file(part)
             if actual != expected:
                 _delete_quietly(part)
                 raise DownloadError(

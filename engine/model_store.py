@@ -40,6 +40,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 
+from engine.checksums import sha256_file
 from engine.biggan import BigGANConfig
 from engine.errors import BadInputError
 
@@ -222,14 +223,6 @@ class ModelListing:
     @property
     def ids(self) -> list[str]:
         return [model.id for model in self.models]
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _copy_with_digest(source: Path, destination: Path) -> tuple[int, str]:
@@ -423,7 +416,7 @@ class ModelStore:
                     + (" (the link's target changed)." if linked else " (it is damaged).")
                 )
                 continue
-            if "sha256" in record and _sha256_file(path) != record["sha256"]:
+            if "sha256" in record and sha256_file(path) != record["sha256"]:
                 problems.append(
                     f"{label} no longer matches the SHA-256 recorded at import"
                     + (" (the link's target changed)." if linked else " (it is damaged).")
@@ -539,7 +532,7 @@ class ModelStore:
                     if mode == "copy":
                         if move:
                             os.replace(path, stored)
-                            record["size"], record["sha256"] = stored.stat().st_size, _sha256_file(stored)
+                            record["size"], record["sha256"] = stored.stat().st_size, sha256_file(stored)
                         else:
                             record["size"], record["sha256"] = _copy_with_digest(path, stored)
                             after, earlier = path.stat(), before[role]
@@ -549,7 +542,7 @@ class ModelStore:
                                 )
                     else:
                         record["target"] = str(path.resolve())
-                        record["size"], record["sha256"] = path.stat().st_size, _sha256_file(path)
+                        record["size"], record["sha256"] = path.stat().st_size, sha256_file(path)
                         try:
                             os.symlink(record["target"], stored)
                             record["link"] = "symlink"

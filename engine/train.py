@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from engine.biggan import BigGANConfig, Discriminator, Generator, orthogonal_init_
+from engine.checksums import sha256_file
 from engine.devices import select_autocast_dtype
 from engine.errors import BadInputError
 
@@ -495,16 +496,6 @@ PUBLISHED_CARD = "model.json"
 TRAINING_G_FILE = "G_training.safetensors"
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _write_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     from safetensors.torch import save_file
 
@@ -575,9 +566,9 @@ def publish(run_dir: Path, *, model_dir: Path, training_dir: Path, data_dir: Pat
         },
         "date": time.strftime("%Y-%m-%d"),
         "files": {
-            "G": {"name": PUBLISHED_G_FILE, "sha256": _sha256(model_dir / PUBLISHED_G_FILE),
+            "G": {"name": PUBLISHED_G_FILE, "sha256": sha256_file(model_dir / PUBLISHED_G_FILE),
                   "bytes": (model_dir / PUBLISHED_G_FILE).stat().st_size, "role": "EMA generator, fp16"},
-            "D": {"name": PUBLISHED_D_FILE, "sha256": _sha256(model_dir / PUBLISHED_D_FILE),
+            "D": {"name": PUBLISHED_D_FILE, "sha256": sha256_file(model_dir / PUBLISHED_D_FILE),
                   "bytes": (model_dir / PUBLISHED_D_FILE).stat().st_size, "role": "discriminator, fp16"},
         },
     }
