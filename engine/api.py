@@ -289,7 +289,7 @@ class Engine:
             missing = prepare_mask(request.mask, roi, resolution)
             if not np.any(missing > 0):
                 raise BadInputError(
-                    f"the mask has no painted pixels inside the region sent to the model."
+                    "the mask has no painted pixels inside the region sent to the model."
                 )
             mask_model = torch.from_numpy(1.0 - missing.astype(np.float32))[None, None]
         elif task == "inpaint":
