@@ -18,7 +18,6 @@ from engine.train import (
     PUBLISHED_CARD,
     RESUME_FILE,
     SAMPLES_FILE,
-    TrainingConfig,
     diff_augment,
     main,
     publish,
