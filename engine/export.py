@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from engine.errors import BadInputError
+from engine.files import move_into_place
 from engine.events import Progress
 
 __all__ = [
@@ -286,20 +287,7 @@ def _commit_file(temporary: Path, path: Path, *, overwrite: bool) -> None:
     """Move a finished temporary file into place (never clobbering without ``overwrite``)."""
     with open(temporary, "r+b") as stream:  # Windows refuses fsync on read-only handles
         os.fsync(stream.fileno())
-    if overwrite:
-        os.replace(temporary, path)
-        return
-    try:
-        os.link(temporary, path)  # fails if the name appeared meanwhile: no overwrite even in a race
-    except FileExistsError as error:
-        raise BadInputError(f"{path} already exists and overwriting was not requested.") from error
-    except OSError:
-        # Filesystems without hard links: the check made before exporting has to do.
-        if path.exists():
-            raise BadInputError(f"{path} already exists and overwriting was not requested.") from None
-        os.replace(temporary, path)
-    else:
-        temporary.unlink()
+    move_into_place(temporary, path, overwrite=overwrite)
 
 
 def _commit_folder(temporary: Path, path: Path) -> None:

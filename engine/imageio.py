@@ -25,6 +25,7 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
 from engine.errors import BadInputError
+from engine.files import move_into_place
 
 __all__ = [
     "LoadedImage",
@@ -598,18 +599,7 @@ def save_image(
             Image.fromarray(np.ascontiguousarray(rgb), mode="RGB").save(stream, format=format_name, **options)
             stream.flush()
             os.fsync(stream.fileno())
-        if overwrite:
-            os.replace(temporary, path)
-        else:
-            try:
-                os.link(temporary, path)  # fails if the name exists: no overwrite, even in a race
-            except FileExistsError as error:
-                raise BadInputError(f"{path} already exists and overwriting was not requested.") from error
-            except OSError:
-                # Filesystems without hard links: the existence check above has to do.
-                if path.exists():
-                    raise BadInputError(f"{path} already exists and overwriting was not requested.") from None
-                os.replace(temporary, path)
+        move_into_place(temporary, path, overwrite=overwrite)
     except BadInputError:
         raise
     except (OSError, ValueError) as error:
