@@ -15,10 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
+import time
 from collections.abc import Sequence
 
 CLI_COMMANDS = frozenset({"restore", "jitter", "transfer", "morph", "train", "models", "evaluate"})
+# Opt-in startup probe (benchmarks/bench_gui_responsiveness.py): a file to receive the first paint's time.
+SHOWN_REPORT_VARIABLE = "DGP_STUDIO_REPORT_SHOWN"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,9 +50,11 @@ def _gui_parser() -> argparse.ArgumentParser:
         prog="dgp-studio",
         description="Restore photos with a Deep Generative Prior: paint what is missing, pick what the photo "
         "shows, click Restore.",
-        epilog=f"Command line: dgp-studio {{{','.join(sorted(CLI_COMMANDS))}}} --help",
+        epilog=f"Command line: dgp-studio {{{','.join(sorted(CLI_COMMANDS))}}} --help. "
+        "Logs: Help > Open Log Folder in the window, or the folder named by DGP_STUDIO_LOG_DIR.",
     )
     parser.add_argument("image", nargs="?", help="a photo to open at start")
+    parser.add_argument("--version", action="version", version=f"dgp-studio {_version()}")
     parser.add_argument(
         "--install-desktop-entry", action="store_true",
         help="add DGP Studio to this user's application menu (.desktop entry, AppStream metainfo and "
@@ -57,10 +63,19 @@ def _gui_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from engine import __version__
+
+    return __version__
+
+
 def run_gui(args: Sequence[str]) -> int:
-    """Start the window on a qasync event loop and run until it is closed."""
+    """Start the window on a qasync event loop and run until it is closed.
+
+    Logging goes to the rotating log file (:mod:`dgp_studio.app_logging`) while
+    the window runs; uncaught exceptions are logged and the first one is shown.
+    """
     options, qt_arguments = _gui_parser().parse_known_args(list(args))
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if options.install_desktop_entry:
         from dgp_studio.desktop_entry import install_desktop_entry
 
@@ -77,7 +92,9 @@ def run_gui(args: Sequence[str]) -> int:
     from PySide6.QtWidgets import QApplication
 
     from dgp_studio import APP_DISPLAY_NAME, APP_NAME
+    from dgp_studio.app_logging import CrashReporter, install_logging, log_startup
 
+    installed_logging = install_logging()
     app = QApplication.instance() or QApplication([sys.argv[0], *qt_arguments])
     app.setApplicationName(APP_NAME)
     app.setApplicationDisplayName(APP_DISPLAY_NAME)
@@ -96,13 +113,50 @@ def run_gui(args: Sequence[str]) -> int:
     async def run_window() -> int:
         closed = asyncio.get_running_loop().create_future()
         window = MainWindow()
+        if os.environ.get(SHOWN_REPORT_VARIABLE):
+            _report_first_paint(window, os.environ[SHOWN_REPORT_VARIABLE])
         window.show()
         app.lastWindowClosed.connect(lambda: closed.done() or closed.set_result(0))
         if options.image:
             QTimer.singleShot(0, lambda: window.open_path(options.image))
         return await closed
 
-    return int(qasync.run(run_window()) or 0)
+    log_startup(installed_logging.log_file)
+    crash_reporter = CrashReporter(installed_logging.log_file)
+    crash_reporter.install()
+    try:
+        return int(qasync.run(run_window()) or 0)
+    finally:
+        crash_reporter.uninstall()
+        logging.getLogger(__name__).info("%s closed", APP_DISPLAY_NAME)
+        installed_logging.uninstall()
+
+
+def _report_first_paint(window, report_path: str) -> None:
+    """Write when ``window`` first paints and whether torch was imported before it was shown.
+
+    The file (written atomically) holds one JSON object: ``shown_at`` (``time.time()``)
+    and ``torch_imported_before_show``. Call just before ``window.show()``.
+    """
+    import json
+    from pathlib import Path
+
+    from PySide6.QtCore import QEvent, QObject
+
+    torch_imported_before_show = "torch" in sys.modules
+    target = Path(report_path)
+
+    class FirstPaintReporter(QObject):
+        def eventFilter(self, watched, event) -> bool:
+            if event.type() == QEvent.Type.Paint:
+                window.removeEventFilter(self)
+                report = {"shown_at": time.time(), "torch_imported_before_show": torch_imported_before_show}
+                temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+                temporary.write_text(json.dumps(report), encoding="utf-8")
+                os.replace(temporary, target)
+            return False
+
+    window.installEventFilter(FirstPaintReporter(window))
 
 
 if __name__ == "__main__":

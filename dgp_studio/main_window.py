@@ -45,6 +45,7 @@ from PySide6.QtWidgets import (
     QSlider,
     QSpinBox,
     QSplitter,
+    QStackedWidget,
     QTabWidget,
     QTextEdit,
     QToolBar,
@@ -53,7 +54,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from dgp_studio import APP_DISPLAY_NAME
+from dgp_studio import APP_DISPLAY_NAME, app_logging
 from dgp_studio.background import BackgroundJobs
 from dgp_studio.canvas import ImageCanvas, Tool
 from dgp_studio.class_picker import ClassPicker
@@ -62,6 +63,7 @@ from dgp_studio.history import HistoryEntry, HistoryStrip
 from dgp_studio.imaging import image_size_text, qimage_alpha, qimage_to_rgb
 from dgp_studio.mask import MaskLayer
 from dgp_studio.progress import RunProgressPanel
+from dgp_studio.session_io import SessionController
 from dgp_studio.settings import (
     AppSettings,
     SettingsDialog,
@@ -76,6 +78,7 @@ from dgp_studio.studio_jobs import StudioController
 from dgp_studio.studio_panel import StudioPanel
 from dgp_studio.task_panel import TASK_LABELS, TaskPanel
 from dgp_studio.timeline import TimelineWidget
+from dgp_studio.welcome import Sample, WelcomePanel, class_index_for, read_sample
 from dgp_studio.worker import (
     EngineController,
     EngineFactory,
@@ -96,6 +99,7 @@ from engine.events import (
     Started,
     Step,
 )
+from engine.session import SESSION_SUFFIX
 
 LOG = logging.getLogger(__name__)
 
@@ -103,7 +107,11 @@ FRAME_DISPLAY_INTERVAL_S = 1 / 15  # at most ~15 canvas updates per second durin
 CACHE_HIT_MESSAGE = "Restored from the cache \u2014 Run again to recompute"
 DESCRIBE_DELAY_MS = 250  # wait for the user to stop dragging before re-describing
 MAX_RECENT_FILES = 10
-OPEN_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif);;All files (*)"
+OPEN_FILTER = (
+    "Images and sessions (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif *.dgps);;"
+    "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif);;"
+    "DGP Studio sessions (*.dgps);;All files (*)"
+)
 SAVE_FILTERS = {
     "PNG image (*.png)": ".png",
     "JPEG image (*.jpg *.jpeg)": ".jpg",
@@ -185,6 +193,7 @@ class MainWindow(QMainWindow):
         self._photo: np.ndarray | None = None
         self._photo_path: Path | None = None
         self._photo_name = ""
+        self._photo_sha256: str | None = None  # of the file the photo was read from
         self._photo_serial = 0
         self._model_info: ModelInfo | None = None
         self._current_job: RestoreJob | None = None
@@ -207,6 +216,10 @@ class MainWindow(QMainWindow):
         self._controller.set_settings(app_settings)
         # Jitter, class transfer, morphs and exports share the engine thread (and its engine).
         self.studio = StudioController(self._controller, parent=self)
+        # Save/Open Session read and write .dgps files on the engine thread too.
+        self.sessions = SessionController(self)
+        self.sessions.sessionOpened.connect(lambda path: self._add_recent_file(Path(path)))
+        self.sessions.sessionSaved.connect(lambda path: self._add_recent_file(Path(path)))
         self._adding_edit = False
         self.export_dialog: ExportDialog | None = None
         self._background = BackgroundJobs(self)
@@ -254,7 +267,15 @@ class MainWindow(QMainWindow):
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.addWidget(self.canvas, 1)
+        # Where the photo goes, the welcome panel stands in while none is open.
+        self.welcome_panel = WelcomePanel()
+        self.welcome_panel.openRequested.connect(self.open_dialog)
+        self.welcome_panel.sampleChosen.connect(self.open_sample)
+        self.canvas_stack = QStackedWidget()
+        self.canvas_stack.addWidget(self.canvas)
+        self.canvas_stack.addWidget(self.welcome_panel)
+        self._sync_welcome_panel()
+        left_layout.addWidget(self.canvas_stack, 1)
         left_layout.addLayout(compare_row)
         left_layout.addWidget(self.history)
 
@@ -357,8 +378,21 @@ class MainWindow(QMainWindow):
         self.save_action = action(
             "&Save result as\u2026",
             self.save_result_dialog,
-            QKeySequence.StandardKey.Save,
+            "Ctrl+Shift+E",
             tip="Save the selected result at full resolution",
+        )
+        self.save_session_action = action(
+            "Save Sessio&n\u2026",
+            self.sessions.save,
+            QKeySequence.StandardKey.Save,
+            tip="Save the photo, mask, settings, results and morph timeline as a session (.dgps)",
+        )
+        self.save_session_as_action = action(
+            "Save Session &As\u2026", self.sessions.save_as_dialog, "Ctrl+Shift+S",
+            tip="Save the session under another name, with the choice to embed the photo and the result states",
+        )
+        self.open_session_action = action(
+            "Open Sess&ion\u2026", self.sessions.open_dialog, "Ctrl+Shift+O", tip="Reopen a saved session (.dgps)"
         )
         self.import_mask_action = action("Import mask\u2026", self.import_mask_dialog)
         self.export_mask_action = action("Export mask\u2026", self.export_mask_dialog)
@@ -366,6 +400,9 @@ class MainWindow(QMainWindow):
             "Se&ttings\u2026", self.open_settings, QKeySequence.StandardKey.Preferences
         )
         self.quit_action = action("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.open_log_folder_action = action(
+            "Open &Log Folder", self.open_log_folder, tip="Show the folder of the app's log files"
+        )
 
         self.undo_action = self._undo_group.createUndoAction(self, "Undo")
         self.undo_action.setShortcut(QKeySequence("Ctrl+Z"))
@@ -437,6 +474,10 @@ class MainWindow(QMainWindow):
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         file_menu.addAction(self.paste_action)
         file_menu.addSeparator()
+        file_menu.addAction(self.open_session_action)
+        file_menu.addAction(self.save_session_action)
+        file_menu.addAction(self.save_session_as_action)
+        file_menu.addSeparator()
         file_menu.addAction(self.save_action)
         file_menu.addSeparator()
         file_menu.addAction(self.import_mask_action)
@@ -494,6 +535,8 @@ class MainWindow(QMainWindow):
         self.add_keyframe_action.triggered.connect(lambda: self.add_to_timeline(self.history.current_entry()))
         self.export_animation_action = studio_menu.addAction("&Export animation\u2026")
         self.export_animation_action.triggered.connect(self.export_animation_dialog)
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction(self.open_log_folder_action)
 
         toolbar = QToolBar("Main")
         toolbar.setObjectName("main-toolbar")
@@ -558,6 +601,22 @@ class MainWindow(QMainWindow):
     def model_info(self) -> ModelInfo | None:
         return self._model_info
 
+    def photo_name(self) -> str:
+        """What the open photo is called (its file name, "pasted image"); empty without a photo."""
+        return self._photo_name
+
+    def photo_path(self) -> Path | None:
+        """The file the open photo was read from, or None (pasted, a sample, made in memory)."""
+        return self._photo_path
+
+    def photo_sha256(self) -> str | None:
+        """SHA-256 of that file's bytes when it was read, or None."""
+        return self._photo_sha256
+
+    def photo_serial(self) -> int:
+        """Which opened photo is shown (counts up with every photo; history entries record it)."""
+        return self._photo_serial
+
     def is_running(self) -> bool:
         return self._controller.is_running()
 
@@ -606,6 +665,7 @@ class MainWindow(QMainWindow):
         self._save_window_state()
         for dialog in list(self.error_dialogs):
             dialog.close()
+        self.sessions.finish_saving(timeout_ms=timeout_ms)  # a session saved just before closing is kept
         stopped = self._controller.shutdown(timeout_ms=timeout_ms)
         self._background.wait(timeout_ms)
         return stopped
@@ -638,6 +698,9 @@ class MainWindow(QMainWindow):
     def open_path(self, path: str | Path) -> None:
         """Decode ``path`` in the background and show it (``photoOpened`` follows, or an error dialog)."""
         source = Path(path)
+        if source.suffix.lower() == SESSION_SUFFIX:
+            self.sessions.open(source)
+            return
         if self._controller.is_running():
             self.cancel_restore()
             self.statusBar().showMessage(f"Stopped the running restoration to open {source.name}.")
@@ -651,7 +714,9 @@ class MainWindow(QMainWindow):
 
         def loaded(image) -> None:
             self._add_recent_file(source)
-            self._set_photo(image.rgb, source_name=source.name, path=source, alpha=image.alpha)
+            self._set_photo(
+                image.rgb, source_name=source.name, path=source, alpha=image.alpha, sha256=image.sha256
+            )
             for note in image.notes:
                 self.statusBar().showMessage(f"{source.name}: {note}", 8000)
 
@@ -678,12 +743,70 @@ class MainWindow(QMainWindow):
                 return
         self.statusBar().showMessage("The clipboard holds no image.", 5000)
 
-    def set_photo(self, rgb: np.ndarray, *, source_name: str = "image", path: Path | None = None) -> None:
-        """Show an in-memory photo (``(H, W, 3)`` ``uint8``) as if it had been opened."""
-        self._set_photo(rgb, source_name=source_name, path=path, alpha=None)
+    def open_sample(self, sample: Sample) -> None:
+        """Open a bundled sample photo (and its mask) and start its suggested restoration in quick mode.
+
+        The photo is opened without a path: it is not added to the recent files and
+        results are not suggested to be saved next to the app's own files.
+        """
+        if self._controller.is_running():
+            self.statusBar().showMessage("Wait for the running restoration to end (or cancel it).", 4000)
+            return
+        self.statusBar().showMessage(f"Opening the sample {sample.title}\u2026")
+
+        def loaded(files) -> None:
+            rgb, mask = files
+            self._set_photo(rgb, source_name=sample.path.name, path=None, alpha=None)
+            layer = self.canvas.mask_layer()
+            if mask is not None and layer is not None:
+                layer.replace(mask, text="Sample mask")
+            self.task_panel.set_task(sample.task)
+            if sample.sr_factor is not None:
+                self.task_panel.set_sr_factor(sample.sr_factor)
+            self.task_panel.quick_check.setChecked(True)
+            self._start_sample_restore(sample, self._photo_serial)
+
+        self._background.submit(
+            lambda: read_sample(sample),
+            on_success=loaded,
+            on_error=lambda error, details: self.show_error(error_sentence(error), details),
+        )
+
+    def _start_sample_restore(self, sample: Sample, photo_serial: int) -> None:
+        """Pick the sample's class (the model's class names are needed, so after it loads) and restore."""
+        if photo_serial != self._photo_serial or self._closing:
+            return  # another photo was opened in the meantime
+        if self._model_info is None:
+            def when_ready(_info: ModelInfo) -> None:
+                self.modelReady.disconnect(when_ready)
+                self._start_sample_restore(sample, photo_serial)
+
+            self.modelReady.connect(when_ready)
+            return
+        self.class_picker.set_selected_class(class_index_for(self.class_picker.class_names(), sample.class_name))
+        self.start_restore()
+
+    def _sync_welcome_panel(self) -> None:
+        """Show the welcome panel where the photo goes while no photo is open, the canvas otherwise."""
+        self.canvas_stack.setCurrentWidget(self.welcome_panel if self._photo is None else self.canvas)
+
+    def set_photo(
+        self, rgb: np.ndarray, *, source_name: str = "image", path: Path | None = None, sha256: str | None = None
+    ) -> None:
+        """Show an in-memory photo (``(H, W, 3)`` ``uint8``) as if it had been opened.
+
+        ``sha256`` is the digest of ``path``'s bytes as they were decoded, when known.
+        """
+        self._set_photo(rgb, source_name=source_name, path=path, alpha=None, sha256=sha256)
 
     def _set_photo(
-        self, rgb: np.ndarray, *, source_name: str, path: Path | None, alpha: np.ndarray | None
+        self,
+        rgb: np.ndarray,
+        *,
+        source_name: str,
+        path: Path | None,
+        alpha: np.ndarray | None,
+        sha256: str | None = None,
     ) -> None:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             self.show_error(f"{source_name} is not an RGB image with 8 bits per channel.")
@@ -692,7 +815,10 @@ class MainWindow(QMainWindow):
         photo.flags.writeable = False  # jobs share it with the engine thread without copying
         old_layer = self.canvas.mask_layer()
         self._photo, self._photo_path, self._photo_name = photo, path, source_name
+        self._photo_sha256 = sha256 if path is not None else None
         self._photo_serial += 1
+        self.sessions.forget_file()
+        self._sync_welcome_panel()
         layer = self.canvas.set_photo(photo)
         if old_layer is not None:
             self._undo_group.removeStack(old_layer.undo_stack)
@@ -874,6 +1000,11 @@ class MainWindow(QMainWindow):
         self._run_started_at = time.perf_counter()
         self._last_frame_shown_at = 0.0
         self.last_result_from_cache = False
+        LOG.info(
+            "restore started: %s of %s (%d \u00d7 %d), quick=%s, class=%s",
+            job.task, job.source_name, job.image.shape[1], job.image.shape[0], job.quick,
+            "auto" if job.class_index is None else job.class_index,
+        )
         self.progress_panel.begin()
         self.class_picker.clear_suggestions()
         self.statusBar().showMessage(f"Restoring: {TASK_LABELS[job.task].lower()}\u2026")
@@ -931,6 +1062,10 @@ class MainWindow(QMainWindow):
 
     def _on_model_loaded(self, info: ModelInfo) -> None:
         self._model_info = info
+        LOG.info(
+            "model ready: %s, %d px, %d classes, on %s in %s",
+            info.display_name, info.resolution, len(info.class_names), info.device, info.precision,
+        )
         self._set_status_model(info.display_name)
         self.model_label.setText(
             f"Model: {info.display_name} \u00b7 {info.resolution} px \u00b7 {len(info.class_names)} classes "
@@ -1047,6 +1182,10 @@ class MainWindow(QMainWindow):
         verb = "Stopped early" if cancelled else "Done"
         if from_cache:
             verb = f"From the cache: {verb.lower()}"
+        LOG.info(
+            "restore %s: %d of %d iterations in %.1f s, class %s",
+            verb.lower(), result.steps_done, result.total_steps, entry.seconds, entry.class_name,
+        )
         self.progress_panel.finish(
             f"{verb} after {result.steps_done} of {result.total_steps} iterations ({entry.seconds:.1f} s); "
             f"class: {entry.class_name}."
@@ -1278,6 +1417,11 @@ class MainWindow(QMainWindow):
         if dialog is not None:
             dialog.exec()
 
+    def open_log_folder(self) -> None:
+        """Show the folder of the log files in the desktop's file manager."""
+        if not app_logging.open_log_folder():
+            self.statusBar().showMessage(f"The log files are in {app_logging.log_dir()}.", 10_000)
+
     def apply_settings(self, settings: AppSettings) -> None:
         """Save and use new preferences; the engine reloads (after the current run, if any)."""
         try:
@@ -1298,6 +1442,7 @@ class MainWindow(QMainWindow):
 
     def show_error(self, sentence: str, details: str = "") -> ErrorDialog:
         """Show an error as one sentence with expandable details (non-blocking, window-modal)."""
+        LOG.warning("error shown: %s", sentence)
         dialog = ErrorDialog(sentence, details, parent=self)
         self.error_dialogs.append(dialog)
         dialog.finished.connect(lambda _result, shown=dialog: self._forget_dialog(shown))

@@ -14,7 +14,9 @@ Rules (house style §2b):
   cancel lands within one iteration and yields ``Cancelled(best result)``.
 * No backlog: frames go into a one-slot mailbox (the newest replaces the
   older, one notification at most in flight); other events go into a queue
-  that the GUI drains in one go per notification.
+  that the GUI drains in one go per notification. Each frame carries the
+  ``time.perf_counter()`` of its arrival from the engine (:class:`TimedFrame`),
+  so the time until it is on screen can be measured.
 * Errors become ``failed(sentence, details)``; the traceback goes to the log.
 * Finished restores (and cancelled ones with a result) go into the result
   cache (:mod:`engine.cache`); an identical job is answered from it at once
@@ -26,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 import traceback
 import weakref
 from collections.abc import Callable, Sequence
@@ -140,6 +143,19 @@ class JobDescription:
     problem: str | None = None  # one sentence when the job is not runnable
 
 
+@dataclass(frozen=True, eq=False)  # holds arrays: compared by identity
+class TimedFrame:
+    """An engine ``Frame`` and when the engine produced it.
+
+    ``produced_at`` is ``time.perf_counter()`` read on the engine thread as the
+    frame left the engine; the clock is shared by all threads, so the GUI can
+    subtract it from its own readings.
+    """
+
+    frame: Frame
+    produced_at: float
+
+
 @dataclass
 class _Mailbox(Generic[T]):
     """A thread-safe one-value box: a newer value replaces an unread older one."""
@@ -209,6 +225,18 @@ def default_engine_factory(settings: AppSettings, *, user_preset_folders: Sequen
         threads=settings.engine_threads(),
         user_preset_folders=tuple(user_preset_folders),
     )
+
+
+def import_torch_optimizers() -> None:
+    """Import what torch loads on a restore's first iteration, while the model loads instead.
+
+    The first ``torch.optim`` optimizer a process builds imports ``torch._dynamo`` (about a
+    second, with stretches of 100-200 ms in which it holds the GIL). Done during the first
+    restore, that froze the GUI's event loop just as the run began (engine thread only).
+    """
+    import torch
+
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
 
 def describe_engine(engine: Any) -> ModelInfo:
@@ -298,7 +326,10 @@ class EngineWorker(QObject):
         self._settings = AppSettings()
         self._loaded_settings: AppSettings | None = None
         self._stop = threading.Event()
-        self._frames: _Mailbox[Frame] = _Mailbox()
+        self._frames: _Mailbox[TimedFrame] = _Mailbox()
+        # Frames the engine produced and, of those, the ones replaced unread in the mailbox.
+        self.frames_produced = 0
+        self.frames_replaced = 0
         self._events = _EventQueue()
         self._describe_box: _Mailbox[RestoreJob] = _Mailbox()
 
@@ -313,6 +344,11 @@ class EngineWorker(QObject):
 
     def take_frame(self) -> Frame | None:
         """The newest frame not yet taken (older ones were dropped), or None."""
+        timed = self._frames.take()
+        return None if timed is None else timed.frame
+
+    def take_timed_frame(self) -> TimedFrame | None:
+        """Like :meth:`take_frame`, with the time the engine produced the frame."""
         return self._frames.take()
 
     def take_events(self) -> list:
@@ -362,6 +398,7 @@ class EngineWorker(QObject):
         try:
             engine = self._engine_factory(settings)
             info = describe_engine(engine)
+            import_torch_optimizers()
         except Exception as error:  # noqa: BLE001 - every failure becomes one sentence in a dialog
             self._report(error, context="loading the model")
             return None
@@ -437,8 +474,11 @@ class EngineWorker(QObject):
                 if key is not None and isinstance(event, (Finished, Cancelled)) and event.result is not None:
                     self._store_in_cache(cache, key, event.result, made_with)
                 if isinstance(event, Frame):
-                    if self._frames.put(event):
+                    self.frames_produced += 1
+                    if self._frames.put(TimedFrame(event, time.perf_counter())):
                         self.frameAvailable.emit()
+                    else:
+                        self.frames_replaced += 1
                 else:
                     self._queue_event(event)
                 # Keep the preview/stage table live between iterations without re-entering the event loop.

@@ -11,17 +11,19 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QSettings
 
+from dgp_studio.app_logging import LOG_DIR_VARIABLE
 from dgp_studio.settings import CACHE_DIR_VARIABLE, CONFIG_DIR_VARIABLE, DATA_DIR_VARIABLE
 from dgp_studio.worker import running_engine_threads
 
 
 @pytest.fixture(autouse=True)
 def isolated_user_folders(tmp_path, monkeypatch):
-    """Redirect the TOML settings folder, the result cache, the model store and QSettings into tmp_path."""
+    """Redirect the TOML settings folder, the result cache, the model store, logs and QSettings into tmp_path."""
     config = tmp_path / "config"
     monkeypatch.setenv(CONFIG_DIR_VARIABLE, str(config))
     monkeypatch.setenv(CACHE_DIR_VARIABLE, str(tmp_path / "cache"))
     monkeypatch.setenv(DATA_DIR_VARIABLE, str(tmp_path / "data"))
+    monkeypatch.setenv(LOG_DIR_VARIABLE, str(tmp_path / "logs"))
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
     return config
 
