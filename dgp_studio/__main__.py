@@ -57,8 +57,9 @@ def _gui_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dgp-studio {_version()}")
     parser.add_argument(
         "--install-desktop-entry", action="store_true",
-        help="add DGP Studio to this user's application menu (.desktop entry, AppStream metainfo and "
-             "icons under $XDG_DATA_HOME, default ~/.local/share) and exit",
+        help="add DGP Studio to this user's application menu (.desktop entry, AppStream metainfo, "
+             "icons and the .dgps session file type under $XDG_DATA_HOME, default ~/.local/share) "
+             "and exit",
     )
     return parser
 
@@ -79,12 +80,15 @@ def run_gui(args: Sequence[str]) -> int:
     if options.install_desktop_entry:
         from dgp_studio.desktop_entry import install_desktop_entry
 
+        notes: list[str] = []
         try:
-            written = install_desktop_entry()
+            written = install_desktop_entry(notes=notes)
         except OSError as error:
             print(f"dgp-studio: {error}", file=sys.stderr)
             return 1
         print("\n".join(str(path) for path in written))
+        for note in notes:
+            print(f"note: {note}")
         return 0
 
     import qasync

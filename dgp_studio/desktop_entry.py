@@ -1,4 +1,4 @@
-"""Install dgp-studio's desktop entry, AppStream metainfo and icons for the current user.
+"""Install dgp-studio's desktop entry, AppStream metainfo, icons and session file type for the current user.
 
 A ``pip install`` puts a ``dgp-studio`` launcher on ``PATH`` but tells the desktop nothing: no
 menu entry, no icon, no "Open with". :func:`install_desktop_entry` (``dgp-studio
@@ -9,6 +9,11 @@ locations below ``$XDG_DATA_HOME`` (default ``~/.local/share``)::
     metainfo/io.github.dgpstudio.DgpStudio.metainfo.xml
     icons/hicolor/scalable/apps/io.github.dgpstudio.DgpStudio.svg
     icons/hicolor/256x256/apps/io.github.dgpstudio.DgpStudio.png
+    mime/packages/io.github.dgpstudio.DgpStudio.xml
+
+The last one declares session files (``*.dgps``) as ``application/x-dgp-studio-session``, the
+type the entry's ``MimeType`` lists, so file managers offer DGP Studio for them; the desktop
+reads it from the shared MIME database, which ``update-mime-database`` rebuilds when installed.
 
 The packaged entry says ``Exec=dgp-studio %F``, which only works when that launcher is on the
 ``PATH`` the desktop session sees (a virtual environment's ``bin/`` usually is not), so the
@@ -37,6 +42,9 @@ METAINFO_FILE_NAME = f"{APP_ID}.metainfo.xml"
 SCALABLE_ICON_NAME = f"{APP_ID}.svg"
 BITMAP_ICON_NAME = f"{APP_ID}.png"
 BITMAP_ICON_SIZE = 256
+MIME_PACKAGE_SOURCE_NAME = f"{APP_ID}.mime.xml"
+MIME_PACKAGE_FILE_NAME = f"{APP_ID}.xml"
+SESSION_MIME_TYPE = "application/x-dgp-studio-session"
 
 # A regular (non-editable) install carries packaging/ as this package's data; an editable
 # install, a source checkout and a PyInstaller bundle have packaging/ beside dgp_studio/.
@@ -236,8 +244,45 @@ def _refresh_mime_cache(data_home: Path) -> None:
         pass    # a stale cache only delays "Open with"; the entry itself is in place
 
 
-def install_desktop_entry(*, launcher: Path | None = None, data_home: Path | None = None) -> list[Path]:
-    """Install the desktop entry, AppStream metainfo and icons for the current user.
+def _refresh_shared_mime_database(data_home: Path) -> str | None:
+    """Best effort: rebuild the shared MIME database under ``data_home/mime`` from its packages.
+
+    Returns
+    -------
+    str or None
+        None when the database was rebuilt, else one sentence saying why not (the package
+        file is in place either way and is read the next time the database is rebuilt).
+    """
+    mime_folder = data_home / "mime"
+    if shutil.which("update-mime-database") is None:
+        return (
+            f"update-mime-database is not installed, so {mime_folder} was not rebuilt: session "
+            "files (.dgps) are recognised once it runs (Debian/Ubuntu package shared-mime-info)."
+        )
+    try:
+        result = subprocess.run(
+            ["update-mime-database", str(mime_folder)],
+            check=False, capture_output=True, text=True, timeout=60,
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        return (
+            f"update-mime-database {mime_folder} could not run ({error}): "
+            "session files (.dgps) are not recognised yet."
+        )
+    if result.returncode != 0:
+        reason = (result.stderr or result.stdout).strip().splitlines()
+        detail = f": {reason[-1]}" if reason else ""
+        return (
+            f"update-mime-database {mime_folder} failed (exit status {result.returncode}{detail}): "
+            "session files (.dgps) are not recognised yet."
+        )
+    return None
+
+
+def install_desktop_entry(
+    *, launcher: Path | None = None, data_home: Path | None = None, notes: list[str] | None = None
+) -> list[Path]:
+    """Install the desktop entry, AppStream metainfo, icons and session file type for the current user.
 
     Parameters
     ----------
@@ -247,12 +292,16 @@ def install_desktop_entry(*, launcher: Path | None = None, data_home: Path | Non
     data_home : pathlib.Path, optional
         Base folder of the per-user data files. Default: :func:`default_data_home`
         (``$XDG_DATA_HOME`` or ``~/.local/share``).
+    notes : list of str, optional
+        Receives one sentence per best-effort step that did not happen, such as the shared
+        MIME database left unrebuilt because ``update-mime-database`` is missing.
 
     Returns
     -------
     list of pathlib.Path
-        The files written: the ``.desktop`` entry, the metainfo, the scalable icon and the
-        256×256 icon, in that order. Each replaced any earlier copy atomically.
+        The files written: the ``.desktop`` entry, the metainfo, the scalable icon, the
+        256×256 icon and the shared-mime-info package, in that order. Each replaced any
+        earlier copy atomically.
 
     Raises
     ------
@@ -272,9 +321,14 @@ def install_desktop_entry(*, launcher: Path | None = None, data_home: Path | Non
          _read_packaging_file(f"icons/{SCALABLE_ICON_NAME}")),
         (base / "icons" / "hicolor" / f"{BITMAP_ICON_SIZE}x{BITMAP_ICON_SIZE}" / "apps" / BITMAP_ICON_NAME,
          _read_packaging_file(f"icons/{BITMAP_ICON_NAME}")),
+        (base / "mime" / "packages" / MIME_PACKAGE_FILE_NAME, _read_packaging_file(MIME_PACKAGE_SOURCE_NAME)),
     ]
-    # Icons and metainfo first, the entry last: a menu that notices the new entry finds its icon.
+    # File type, icons and metainfo first, the entry last: a menu that notices the new entry
+    # finds its icon and the type it opens.
     for path, data in reversed(targets):
         _write_atomically(path, data)
+    mime_note = _refresh_shared_mime_database(base)
+    if mime_note is not None and notes is not None:
+        notes.append(mime_note)
     _refresh_mime_cache(base)
     return [path for path, _ in targets]

@@ -264,6 +264,13 @@ class MainWindow(QMainWindow):
         self.history = HistoryStrip()
         self.history.entrySelected.connect(self._on_history_selected)
 
+        # The comparison slider and the results strip mean nothing before a photo is open.
+        self.photo_controls = QWidget()
+        photo_controls_layout = QVBoxLayout(self.photo_controls)
+        photo_controls_layout.setContentsMargins(0, 0, 0, 0)
+        photo_controls_layout.addLayout(compare_row)
+        photo_controls_layout.addWidget(self.history)
+
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
@@ -276,8 +283,7 @@ class MainWindow(QMainWindow):
         self.canvas_stack.addWidget(self.welcome_panel)
         self._sync_welcome_panel()
         left_layout.addWidget(self.canvas_stack, 1)
-        left_layout.addLayout(compare_row)
-        left_layout.addWidget(self.history)
+        left_layout.addWidget(self.photo_controls)
 
         self.model_label = QLabel("Model: not loaded yet")
         self.model_label.setWordWrap(True)
@@ -787,8 +793,10 @@ class MainWindow(QMainWindow):
         self.start_restore()
 
     def _sync_welcome_panel(self) -> None:
-        """Show the welcome panel where the photo goes while no photo is open, the canvas otherwise."""
+        """Show the welcome panel where the photo goes while no photo is open (without the compare
+        slider and the results strip, which need a photo), the canvas and those controls otherwise."""
         self.canvas_stack.setCurrentWidget(self.welcome_panel if self._photo is None else self.canvas)
+        self.photo_controls.setVisible(self._photo is not None)
 
     def set_photo(
         self, rgb: np.ndarray, *, source_name: str = "image", path: Path | None = None, sha256: str | None = None

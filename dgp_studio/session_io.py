@@ -187,7 +187,7 @@ class SessionWorker(QObject):
 
     def _result_cache(self) -> Any:
         # The restore worker's own cache object: the same size limit, and nothing opened twice.
-        return self._engine_worker._open_state_cache()
+        return self._engine_worker.result_cache()
 
     def _cache_keys(self, jobs: tuple[RestoreJob | None, ...]) -> list[str | None]:
         """Each restore's key in the result cache, None where the cache does not hold it."""
@@ -202,7 +202,7 @@ class SessionWorker(QObject):
             if job is None or job.image is None:
                 continue
             try:
-                key, _made_with = self._engine_worker._cache_key(engine, job, job.to_request())
+                key = self._engine_worker.result_cache_key(engine, job)
             except BadInputError as error:
                 LOG.info("no cache key for result %d: %s", index + 1, error)
                 continue

@@ -378,6 +378,25 @@ class EngineWorker(QObject):
         """
         return self._ensure_engine()
 
+    def result_cache(self) -> Any:
+        """The result cache the restorations use (``engine.cache.StateCache``), or None when it is off
+        or cannot be opened.
+
+        Engine thread only: other workers on that thread (the sessions') share this one object, so
+        the size limit is the same and the folder is never opened twice.
+        """
+        return self._open_state_cache()
+
+    def result_cache_key(self, engine: Any, job: RestoreJob) -> str:
+        """The key under which a restoration of ``job`` by ``engine`` is stored in the result cache.
+
+        Exactly the key :meth:`restore` uses, so a saved session names the entry a restoration wrote.
+        Engine thread only (the engine prepares the job's request); raises ``BadInputError`` for a job
+        the engine cannot prepare.
+        """
+        key, _made_with = self._cache_key(engine, job, job.to_request())
+        return key
+
     def _ensure_engine(self) -> Any:
         # The cache size does not shape the engine: changing it must not reload the model.
         if (

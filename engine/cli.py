@@ -40,7 +40,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                         help="compute device (default: auto = CUDA, then MPS, then CPU)")
     parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
-                        help="auto uses bf16 autocast where the hardware is fast at it (AMX CPUs, CUDA)")
+                        help="auto uses bf16 autocast where the hardware is fast at it (CPUs with AMX or AVX512-BF16, CUDA)")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch")
 
 

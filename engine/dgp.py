@@ -180,10 +180,15 @@ def search_latent(
     )
 
 
-def _set_spectral_norm_frozen(module: nn.Module, frozen: bool) -> None:
+def _set_spectral_norm_frozen(module: nn.Module, frozen: bool, dtype: torch.dtype | None = None) -> None:
+    """Cache (or drop) every SN layer's W / sigma; ``dtype`` pre-casts it for autocast.
+
+    Pre-cast weights spare autocast a cast of every weight on every forward:
+    the same rounding, done once per search instead of once per batch.
+    """
     for layer in spectral_norm_layers(module):
         if frozen:
-            layer.freeze_normalized_weight()
+            layer.freeze_normalized_weight(dtype)
         else:
             layer.unfreeze_normalized_weight()
 
@@ -269,7 +274,7 @@ def run_dgp(
         target_features = [f.float() for f in discriminator.features(target)]
 
     # -- 1. latent search (G's weights are constant here: cache W / sigma) --
-    _set_spectral_norm_frozen(generator, True)
+    _set_spectral_norm_frozen(generator, True, autocast_dtype)
     outcome: SearchOutcome | None = None
     for item in search_latent(
         generator, discriminator, degradation, target_features,

@@ -52,6 +52,22 @@ def tiny_engine_factory(tiny_biggan):
 
 
 @pytest.fixture
+def fast_engine_factory(tiny_biggan):
+    """The tiny model with one torch thread: on a small CPU, more threads only contend."""
+    import torch
+
+    previous = torch.get_num_threads()
+
+    def factory(settings):
+        from engine.api import Engine, load_model
+
+        return Engine(load_model(tiny_biggan), device="cpu", precision="fp32", threads=1)
+
+    yield factory
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
 def photo() -> np.ndarray:
     """A 48 × 64 RGB test photo (smooth gradients, so resizing is well behaved)."""
     rows = np.linspace(0, 255, 48, dtype=np.float32)[:, None]

@@ -7,14 +7,17 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
 from dgp_studio import desktop_entry
-from dgp_studio.desktop_entry import APP_ID, install_desktop_entry, launcher_command
+from dgp_studio.__main__ import run_gui
+from dgp_studio.desktop_entry import APP_ID, SESSION_MIME_TYPE, install_desktop_entry, launcher_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGING = REPO_ROOT / "packaging"
+MIME_NAMESPACE = "{http://www.freedesktop.org/standards/shared-mime-info}"
 
 
 def _entry_values(desktop_file: Path) -> dict[str, str]:
@@ -27,7 +30,9 @@ def _validate_desktop_file(desktop_file: Path) -> None:
     validator = shutil.which("desktop-file-validate")
     if validator is None:
         pytest.skip("desktop-file-validate is not installed (Debian: desktop-file-utils)")
-    result = subprocess.run([validator, str(desktop_file)], capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [validator, str(desktop_file)], check=False, capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
 
 
@@ -49,6 +54,7 @@ def test_installs_entry_metainfo_and_icons_with_an_absolute_exec(tmp_path):
         tmp_path / "metainfo" / f"{APP_ID}.metainfo.xml",
         tmp_path / "icons" / "hicolor" / "scalable" / "apps" / f"{APP_ID}.svg",
         tmp_path / "icons" / "hicolor" / "256x256" / "apps" / f"{APP_ID}.png",
+        tmp_path / "mime" / "packages" / f"{APP_ID}.xml",
     ]
     entry = _entry_values(written[0])
     program, *rest = entry["Exec"].split(" ")
@@ -65,7 +71,69 @@ def test_installs_entry_metainfo_and_icons_with_an_absolute_exec(tmp_path):
     assert written[1].read_bytes() == (PACKAGING / f"{APP_ID}.metainfo.xml").read_bytes()
     assert written[2].read_bytes() == (PACKAGING / "icons" / f"{APP_ID}.svg").read_bytes()
     assert _png_size(written[3]) == (256, 256)
+    assert written[4].read_bytes() == (PACKAGING / f"{APP_ID}.mime.xml").read_bytes()
     _validate_desktop_file(written[0])
+
+
+def test_session_files_get_a_mime_type_that_the_entry_opens(tmp_path):
+    notes: list[str] = []
+    written = install_desktop_entry(launcher=Path("/usr/bin/dgp-studio"), data_home=tmp_path, notes=notes)
+
+    mime_package = tmp_path / "mime" / "packages" / f"{APP_ID}.xml"
+    assert mime_package in written
+    root = ElementTree.parse(mime_package).getroot()   # raises on a malformed file
+    assert root.tag == f"{MIME_NAMESPACE}mime-info"
+    (declared,) = root.findall(f"{MIME_NAMESPACE}mime-type")
+    assert declared.get("type") == SESSION_MIME_TYPE
+    assert [glob.get("pattern") for glob in declared.findall(f"{MIME_NAMESPACE}glob")] == ["*.dgps"]
+    assert declared.findtext(f"{MIME_NAMESPACE}comment").strip()
+    assert SESSION_MIME_TYPE in _entry_values(written[0])["MimeType"].split(";")
+    if shutil.which("update-mime-database") is None:
+        assert len(notes) == 1 and "update-mime-database" in notes[0]
+    else:
+        # The shared MIME database was rebuilt from the package: *.dgps now resolves to the type.
+        assert notes == []
+        globs = (tmp_path / "mime" / "globs2").read_text(encoding="utf-8").splitlines()
+        assert any(line.endswith(f":{SESSION_MIME_TYPE}:*.dgps") for line in globs), globs
+
+
+def test_metainfo_provides_the_media_types_the_entry_opens():
+    entry_types = [t for t in _entry_values(PACKAGING / f"{APP_ID}.desktop")["MimeType"].split(";") if t]
+    metainfo = ElementTree.parse(PACKAGING / f"{APP_ID}.metainfo.xml").getroot()
+    assert [element.text for element in metainfo.iter("mediatype")] == entry_types
+
+
+def test_without_update_mime_database_the_summary_says_so(tmp_path, monkeypatch, capsys):
+    real_which = shutil.which
+    monkeypatch.setattr(
+        desktop_entry.shutil, "which",
+        lambda name, *args, **kwargs: None if name == "update-mime-database" else real_which(name, *args, **kwargs),
+    )
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+
+    assert run_gui(["--install-desktop-entry"]) == 0
+
+    printed = capsys.readouterr().out.splitlines()
+    assert str(tmp_path / "mime" / "packages" / f"{APP_ID}.xml") in printed
+    (note,) = [line for line in printed if line.startswith("note: ")]
+    assert "update-mime-database is not installed" in note and str(tmp_path / "mime") in note
+    assert not (tmp_path / "mime" / "globs2").exists()
+
+
+def test_a_failing_update_mime_database_is_a_note_not_an_error(tmp_path, monkeypatch):
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    failing_tool = tools / "update-mime-database"
+    failing_tool.write_text("#!/bin/sh\necho 'broken package file' >&2\nexit 3\n", encoding="utf-8")
+    failing_tool.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tools))
+    notes: list[str] = []
+
+    written = install_desktop_entry(launcher=Path("/usr/bin/dgp-studio"), data_home=tmp_path / "share", notes=notes)
+
+    assert all(path.is_file() for path in written)
+    (note,) = notes
+    assert "exit status 3" in note and "broken package file" in note
 
 
 def test_exec_quotes_a_launcher_path_with_spaces_dollars_and_percents(tmp_path):

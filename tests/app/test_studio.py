@@ -31,22 +31,6 @@ def largest_difference(a: np.ndarray, b: np.ndarray) -> int:
 
 
 @pytest.fixture
-def fast_engine_factory(tiny_biggan):
-    """The tiny model with one torch thread: on a small CPU, more threads only contend."""
-    import torch
-
-    previous = torch.get_num_threads()
-
-    def factory(settings):
-        from engine.api import Engine, load_model
-
-        return Engine(load_model(tiny_biggan), device="cpu", precision="fp32", threads=1)
-
-    yield factory
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture
 def restored(make_window, fast_engine_factory, qtbot, photo):
     """``restored(classes)``: a window with one quick restore per class (None = Auto) in its history."""
 

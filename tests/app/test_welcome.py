@@ -36,10 +36,13 @@ def test_the_welcome_panel_stands_where_the_photo_goes_until_one_is_open(make_wi
     window = make_window(wait_for_model=False)
     assert window.welcome_panel.isVisible()
     assert not window.canvas.isVisible()
+    # Nothing to compare and no results yet: the slider and the results strip wait for a photo.
+    assert not window.split_slider.isVisible() and not window.history.isVisible()
     assert len(window.welcome_panel.sample_cards) == len(load_samples())
     window.set_photo(photo)
     assert not window.welcome_panel.isVisible()
     assert window.canvas.isVisible()
+    assert window.split_slider.isVisible() and window.history.isVisible()
 
 
 def test_every_sample_decodes_and_its_mask_fits(qapp):
