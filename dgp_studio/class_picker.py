@@ -152,6 +152,12 @@ class ClassPicker(QWidget):
         """The number shown for model class ``index``."""
         return self._class_numbers[index] if 0 <= index < len(self._class_numbers) else index
 
+    def known_class_number(self, index: int | None) -> int | None:
+        """The number shown for model class ``index``; None when it is not one of the listed classes."""
+        if index is None or not 0 <= index < len(self._class_numbers):
+            return None
+        return self._class_numbers[index]
+
     def class_name(self, index: int | None) -> str:
         """The name of class ``index`` ("Auto" for None; ``"class N"`` for an index the model lacks)."""
         if index is None:
@@ -159,6 +165,13 @@ class ClassPicker(QWidget):
         if 0 <= index < len(self._class_names):
             return self._class_names[index]
         return f"class {index}"
+
+    def class_text(self, index: int | None) -> str:
+        """Class ``index`` as the list shows it (``"967 · espresso"``): the number users know, never
+        the model's own index ("Auto" for None)."""
+        if index is None or not 0 <= index < len(self._class_names):
+            return self.class_name(index)
+        return class_label(self.class_number(index), self._class_names[index])
 
     # ----------------------------------------------------------- selection
 

@@ -14,6 +14,7 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import QListView, QListWidget, QListWidgetItem, QWidget
 
+from dgp_studio.class_picker import class_label
 from dgp_studio.imaging import rgb_to_qimage
 
 if TYPE_CHECKING:  # the engine's types import torch, which the GUI thread must not load
@@ -34,6 +35,9 @@ class HistoryEntry:
     edits: jitter, category transfer, morphs); ``job`` the request that made it
     (an edit is put back into that photo). ``edit`` names an edit of another
     result ("jitter σ 0.5", "→ goldfish"); empty for a restoration.
+    ``class_number`` is the number users see for the class (its ImageNet
+    index, as the class lists show it); ``class_index`` is the model's own
+    index, which is never shown.
     """
 
     composite: np.ndarray
@@ -49,6 +53,7 @@ class HistoryEntry:
     result: RestoreResult | Any | None = None
     job: RestoreJob | None = None
     edit: str = ""
+    class_number: int | None = None
 
     @property
     def state(self) -> GeneratorState | None:
@@ -64,11 +69,13 @@ class HistoryEntry:
 
     def tooltip(self) -> str:
         clock = time.strftime("%H:%M:%S", time.localtime(self.finished_at))
-        index = "" if self.class_index is None else f" (class {self.class_index})"
+        shown = self.class_name
+        if self.class_number is not None:
+            shown = class_label(self.class_number, self.class_name)
         if self.edit:
-            return f"Task: {self.task}\nClass: {self.class_name}{index}\nEdit: {self.edit}, made at {clock}"
+            return f"Task: {self.task}\nClass: {shown}\nEdit: {self.edit}, made at {clock}"
         return (
-            f"Task: {self.task}\nClass: {self.class_name}{index}\nTook {_duration_text(self.seconds)}, "
+            f"Task: {self.task}\nClass: {shown}\nTook {_duration_text(self.seconds)}, "
             f"finished at {clock}{' — stopped early' if self.cancelled else ''}"
         )
 

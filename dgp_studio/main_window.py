@@ -107,6 +107,7 @@ FRAME_DISPLAY_INTERVAL_S = 1 / 15  # at most ~15 canvas updates per second durin
 CACHE_HIT_MESSAGE = "Restored from the cache \u2014 Run again to recompute"
 DESCRIBE_DELAY_MS = 250  # wait for the user to stop dragging before re-describing
 MAX_RECENT_FILES = 10
+SIDE_PANEL_WIDTH = 460  # the Restore and Studio panel at first: three gallery thumbnails a row
 OPEN_FILTER = (
     "Images and sessions (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif *.dgps);;"
     "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif);;"
@@ -346,7 +347,7 @@ class MainWindow(QMainWindow):
         splitter.addWidget(self.side_tabs)
         splitter.setStretchFactor(0, 1)
         splitter.setStretchFactor(1, 0)
-        splitter.setSizes([900, 360])
+        splitter.setSizes([900, SIDE_PANEL_WIDTH])
         self.setCentralWidget(splitter)
 
         self.zoom_label = QLabel()
@@ -833,6 +834,8 @@ class MainWindow(QMainWindow):
         self._undo_group.addStack(layer.undo_stack)
         self._undo_group.setActiveStack(layer.undo_stack)
         layer.undo_stack.indexChanged.connect(lambda _index: self._schedule_describe())
+        size = image_size_text(photo.shape[1], photo.shape[0])
+        self.statusBar().showMessage(f"Opened {source_name} ({size}).", 8000)  # replaces "Opening …"
         if alpha is not None and int(alpha.min()) < 128:
             # Transparent pixels are missing pixels: start the mask from them (undoable).
             layer.replace((alpha < 128).astype(np.uint8), text="Mask from transparency")
@@ -840,7 +843,7 @@ class MainWindow(QMainWindow):
                 f"{source_name}: its transparent pixels were marked as missing.", 8000
             )
         self.canvas.set_split_fraction(self.split_slider.value() / 1000)
-        self.size_label.setText(image_size_text(photo.shape[1], photo.shape[0]))
+        self.size_label.setText(size)
         self.setWindowTitle(f"{source_name} \u2014 {APP_DISPLAY_NAME}")
         self._update_run_state()
         self._schedule_describe()
@@ -1123,9 +1126,11 @@ class MainWindow(QMainWindow):
         elif isinstance(event, SearchProgress):
             self.progress_panel.on_search_progress(event)
         elif isinstance(event, SearchFinished):
-            name = self.class_picker.class_name(event.class_index)
-            label = name if name == f"class {event.class_index}" else f"{name} (class {event.class_index})"
-            self.statusBar().showMessage(f"The prior chose {label}.", 6000)
+            # The search also runs for a class picked by hand (to find z); only Auto lets the prior choose.
+            if self._current_job is not None and self._current_job.class_index is None:
+                self.statusBar().showMessage(
+                    f"The prior chose {self.class_picker.class_text(event.class_index)}.", 6000
+                )
         elif isinstance(event, StageBegan):
             self.progress_panel.on_stage_began(event)
         elif isinstance(event, Notice):
@@ -1175,6 +1180,7 @@ class MainWindow(QMainWindow):
             task=job.task,
             class_index=result.class_index,
             class_name=self.class_picker.class_name(result.class_index),
+            class_number=self.class_picker.known_class_number(result.class_index),
             seconds=float(result.seconds),
             cancelled=cancelled,
             source_path=str(self._photo_path) if self._photo_path else None,
@@ -1249,6 +1255,7 @@ class MainWindow(QMainWindow):
             task=parent.task,
             class_index=result.class_index,
             class_name=self.class_picker.class_name(result.class_index),
+            class_number=self.class_picker.known_class_number(result.class_index),
             seconds=float(result.seconds),
             source_path=parent.source_path,
             photo_serial=parent.photo_serial,
@@ -1375,7 +1382,9 @@ class MainWindow(QMainWindow):
         metadata = {
             "Software": APP_DISPLAY_NAME,
             "dgp-studio:task": entry.task,
-            "dgp-studio:class": f"{entry.class_index} {entry.class_name}",
+            "dgp-studio:class": (
+                entry.class_name if entry.class_number is None else f"{entry.class_number} {entry.class_name}"
+            ),
         }
 
         def save():

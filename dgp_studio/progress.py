@@ -75,56 +75,100 @@ class StageProgressBar(QProgressBar):
 
 
 class LossSparkline(QWidget):
-    """The recent total loss as a line (log scale when it spans more than a decade)."""
+    """The recent total loss as a line, each stage scaled to its own range.
+
+    Stages use different loss terms (more of D's feature layers, other
+    weights), so a later stage's loss is not comparable with an earlier one's:
+    drawn on one scale, the start of a stage would look like the run getting
+    worse. Each stage's stretch of the line spans the full height instead
+    (log scale when it spans more than a decade), and a faint vertical line
+    marks where a stage begins.
+    """
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._values: deque[float] = deque(maxlen=SPARKLINE_POINTS)
+        self._points: deque[tuple[int, float]] = deque(maxlen=SPARKLINE_POINTS)  # (stage, loss)
         self.setMinimumHeight(36)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setToolTip("Total loss over the last iterations")
+        self.setToolTip(
+            "Loss per stage over the last iterations: stages use different loss terms, so each "
+            "stage is scaled to its own range; a faint line marks where a stage begins"
+        )
 
     def sizeHint(self) -> QSize:
         return QSize(200, 40)
 
-    def add(self, value: float) -> None:
+    def add(self, value: float, stage: int = 0) -> None:
+        """Append the total loss of one iteration of ``stage`` (0-based)."""
         if math.isfinite(value):
-            self._values.append(float(value))
+            self._points.append((int(stage), float(value)))
             self.update()
 
     def clear(self) -> None:
-        self._values.clear()
+        self._points.clear()
         self.update()
 
     def values(self) -> list[float]:
-        return list(self._values)
+        return [value for _stage, value in self._points]
+
+    def segments(self) -> list[tuple[int, int, np.ndarray]]:
+        """``(stage, first point, heights)`` per stage shown, oldest first.
+
+        ``heights`` are the stage's losses scaled to 0 (its lowest) … 1 (its
+        highest), on a log scale when they span more than a decade.
+        """
+        result = []
+        start = 0
+        points = list(self._points)
+        while start < len(points):
+            stage = points[start][0]
+            end = start
+            while end < len(points) and points[end][0] == stage:
+                end += 1
+            values = np.asarray([value for _stage, value in points[start:end]])
+            if (values > 0).all() and values.max() / max(values.min(), 1e-12) > 10:
+                values = np.log10(values)
+            low, spread = float(values.min()), float(values.max() - values.min())
+            heights = (values - low) / spread if spread > 0 else np.full(len(values), 0.5)
+            result.append((stage, start, heights))
+            start = end
+        return result
 
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.fillRect(self.rect(), QColor(30, 30, 34))
-        if len(self._values) >= 2:
-            values = np.asarray(self._values)
-            positive = values > 0
-            if positive.all() and values.max() / max(values.min(), 1e-12) > 10:
-                values = np.log10(values)
-            low, high = float(values.min()), float(values.max())
-            spread = high - low or 1.0
+        count = len(self._points)
+        if count >= 2:
             width, height = self.width() - 4, self.height() - 6
+
+            def x_of(position: float) -> float:
+                return 2 + position / (count - 1) * width
+
             path = QPainterPath()
-            for position, value in enumerate(values):
-                x = 2 + position / (len(values) - 1) * width
-                y = 3 + (1 - (value - low) / spread) * height
-                if position == 0:
-                    path.moveTo(QPointF(x, y))
-                else:
-                    path.lineTo(QPointF(x, y))
+            boundaries = []
+            for _stage, first, heights in self.segments():
+                if first > 0:
+                    boundaries.append(x_of(first - 0.5))
+                for offset, level in enumerate(heights):
+                    point = QPointF(x_of(first + offset), 3 + (1 - float(level)) * height)
+                    if offset == 0:
+                        path.moveTo(point)
+                    else:
+                        path.lineTo(point)
+            painter.setPen(QPen(QColor(255, 255, 255, 60), 1))
+            for x in boundaries:
+                painter.drawLine(QPointF(x, 0), QPointF(x, self.height()))
             painter.setPen(QPen(QColor(110, 200, 255), 1.5))
             painter.drawPath(path)
+            stage, value = self._points[-1]
+            text = f"stage {stage + 1}: {value:.4g}"
+            area = QRectF(4, 2, self.width() - 8, 14)
+            # A new stage's line starts at the top right, under the text: the text keeps a backing.
+            backing = painter.boundingRect(area, Qt.AlignmentFlag.AlignRight, text).adjusted(-3, 0, 2, 0)
+            painter.fillRect(backing, QColor(30, 30, 34, 210))
             painter.setPen(QColor(200, 200, 200))
-            painter.drawText(
-                QRectF(4, 2, self.width() - 8, 14), Qt.AlignmentFlag.AlignRight, f"{self._values[-1]:.4g}"
-            )
+            painter.drawText(area, Qt.AlignmentFlag.AlignRight, text)
         painter.end()
 
 
@@ -176,7 +220,7 @@ class RunProgressPanel(QWidget):
         self.progress_bar = StageProgressBar()
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
-        self.eta_label = QLabel("\u2014")
+        self.eta_label = QLabel("")
         self.eta_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.sparkline = LossSparkline()
         self.model_output_tile = ImageTile("The current output, degraded the same way as your photo")
@@ -230,7 +274,7 @@ class RunProgressPanel(QWidget):
         self.status_label.setText("Preparing the model\u2026")
         self.progress_bar.setRange(0, 0)  # busy indicator until the plan arrives
         self.progress_bar.set_stage_starts([])
-        self.eta_label.setText("\u2014")
+        self.eta_label.setText("")
         self.sparkline.clear()
         self.model_output_tile.set_image(None)
         self.model_target_tile.set_image(None)
@@ -280,7 +324,7 @@ class RunProgressPanel(QWidget):
         if total is None and event.losses:
             total = sum(event.losses.values())
         if total is not None:
-            self.sparkline.add(total)
+            self.sparkline.add(total, event.stage)
 
     def on_frame(self, event) -> None:
         """``Frame``: the newest degraded output and target."""
@@ -288,9 +332,9 @@ class RunProgressPanel(QWidget):
         self.model_target_tile.set_image(event.target)
 
     def finish(self, text: str) -> None:
-        """The run ended (finished, stopped or failed)."""
+        """The run ended (finished, stopped or failed): ``text`` says how; no time is left to show."""
         self.status_label.setText(text)
         if self.progress_bar.maximum() == 0:
             self.progress_bar.setRange(0, 1)
         self.cancel_button.setEnabled(False)
-        self.eta_label.setText("\u2014")
+        self.eta_label.setText("")

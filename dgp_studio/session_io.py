@@ -669,6 +669,7 @@ class SessionController(QObject):
                     task=item.task,
                     class_index=item.class_index,
                     class_name=item.class_name,
+                    class_number=window.class_picker.known_class_number(item.class_index),
                     seconds=item.seconds,
                     cancelled=item.cancelled,
                     source_path=source_path if job is not None else None,
@@ -747,9 +748,7 @@ class SessionController(QObject):
         if class_index is None or class_index < len(picker.class_names()):
             picker.set_selected_class(class_index)
         else:
-            notes.append(
-                f"The session's class {class_index} is not one of this model's classes; Auto is selected."
-            )
+            notes.append("The session's class is not one of this model's classes; Auto is selected.")
             picker.set_selected_class(None)
         if notes:
             window.statusBar().showMessage(" ".join(notes), 15_000)

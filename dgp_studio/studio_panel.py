@@ -5,7 +5,7 @@
 * **Category**: the same fine-tuned generator and z* with another class's
   embedding. Picking a class re-renders at once (requests coalesce on the
   engine thread: only the latest pick is rendered); a gallery renders a set of
-  classes (the automatic run's top five, a range of indices, or every class
+  classes (the automatic run's top five, a range of class numbers, or every class
   whose name contains some words) and saves it as a contact sheet.
 
 Everything is rendered by :class:`dgp_studio.studio_jobs.StudioWorker` on the
@@ -20,12 +20,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -34,6 +35,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QScrollArea,
     QSlider,
     QSpinBox,
     QStackedWidget,
@@ -55,11 +57,43 @@ MAX_JITTER_COUNT = 64
 MAX_GALLERY_CLASSES = 64
 GALLERY_MODES = {
     "top5": "Top 5 of the automatic run",
-    "range": "A range of class indices",
+    "range": "A range of class numbers",
     "names": "Classes whose name contains (a, b, …)",
 }
 SHEET_FILTERS = "PNG image (*.png);;JPEG image (*.jpg *.jpeg);;WebP image (*.webp)"
 _ROW_ROLE = Qt.ItemDataRole.UserRole
+
+
+class PageScrollArea(QScrollArea):
+    """A tab page that scrolls vertically when the panel is shorter than the page.
+
+    A tab widget is as tall as its tallest page; in here a page sets the
+    panel's minimum width (its own, plus room for the scroll bar, so nothing
+    is cut off or scrolls sideways) but not its minimum height.
+    """
+
+    def __init__(self, page: QWidget, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWidget(page)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+    def viewportEvent(self, event: QEvent) -> bool:
+        # The page's least width can change (texts, options); its layout then asks the viewport
+        # (its parent) for a new layout, and the panel around the scroll area must follow.
+        if event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()
+        return super().viewportEvent(event)
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        page = self.widget()
+        if page is None:
+            return hint
+        scroll_bar = self.verticalScrollBar().sizeHint().width()
+        width = page.minimumSizeHint().width() + scroll_bar + 2 * self.frameWidth()
+        return QSize(max(hint.width(), width), hint.height())
 
 
 class ThumbnailGrid(QListWidget):
@@ -213,9 +247,11 @@ class StudioPanel(QWidget):
             lambda: self._entry is not None and self.timelineRequested.emit(self._entry)
         )
 
+        # Each page scrolls: a tab widget is as tall as its tallest page, and the category page
+        # alone would keep the window from fitting a 900-pixel screen with the morph timeline docked.
         self.tabs = QTabWidget()
-        self.tabs.addTab(self._build_jitter_tab(), "Jitter")
-        self.tabs.addTab(self._build_category_tab(), "Category")
+        self.tabs.addTab(PageScrollArea(self._build_jitter_tab()), "Jitter")
+        self.tabs.addTab(PageScrollArea(self._build_category_tab()), "Category")
         self.tabs.currentChanged.connect(lambda _index: self._render_visible_tab())
 
         layout = QVBoxLayout(self)
@@ -320,7 +356,7 @@ class StudioPanel(QWidget):
         self.mode_options.addWidget(QLabel(""))  # top 5: nothing to choose
         self.mode_options.addWidget(range_row)
         self.mode_options.addWidget(self.name_filter)
-        self.gallery_mode.currentIndexChanged.connect(self.mode_options.setCurrentIndex)
+        self.gallery_mode.currentIndexChanged.connect(self._show_mode_options)
         self.gallery_button = QPushButton("Render gallery")
         self.gallery_button.clicked.connect(self.render_gallery)
         self.save_sheet_button = QPushButton("Save sheet\u2026")
@@ -334,13 +370,16 @@ class StudioPanel(QWidget):
         self.gallery_status = QLabel("")
         self.gallery_status.setWordWrap(True)
 
+        # The mode's options go under the mode, beside the buttons: next to the mode's long names,
+        # the range's spin boxes would widen the panel once the model's class numbers fill them.
         mode_row = QHBoxLayout()
         mode_row.addWidget(self.gallery_mode)
-        mode_row.addWidget(self.mode_options, 1)
+        mode_row.addStretch(1)
         buttons = QHBoxLayout()
+        buttons.addWidget(self.mode_options, 1)
+        buttons.addStretch(0)  # takes the room of the top five's hidden options
         buttons.addWidget(self.gallery_button)
         buttons.addWidget(self.save_sheet_button)
-        buttons.addStretch(1)
         gallery_box = QGroupBox("Gallery")
         gallery_layout = QVBoxLayout(gallery_box)
         gallery_layout.addLayout(mode_row)
@@ -348,11 +387,18 @@ class StudioPanel(QWidget):
         gallery_layout.addWidget(self.gallery_grid, 1)
         gallery_layout.addWidget(self.gallery_status)
 
+        self._show_mode_options(self.gallery_mode.currentIndex())
+
         tab = QWidget()
         layout = QVBoxLayout(tab)
         layout.addLayout(single)
         layout.addWidget(gallery_box, 1)
         return tab
+
+    def _show_mode_options(self, index: int) -> None:
+        """The chosen gallery mode's settings (none for the top five: the row is hidden)."""
+        self.mode_options.setCurrentIndex(index)
+        self.mode_options.setVisible(self.gallery_mode.itemData(index) != "top5")
 
     # ------------------------------------------------------------ inputs
 

@@ -261,10 +261,25 @@ def describe_engine(engine: Any) -> ModelInfo:
     )
 
 
+def as_sentence(text: str) -> str:
+    """``text`` with a capital first letter, as a sentence shown on its own starts.
+
+    The engine's messages may begin in lower case (they are also embedded in
+    longer ones). Only a plain lower-case word is capitalised: a message that
+    starts with a file name, a path, an option or an identifier
+    (``x.png …``, ``--mask …``, ``hole_region: …``) keeps it as written.
+    """
+    first_word = text.split(maxsplit=1)[0] if text.strip() else ""
+    if first_word.isalpha() and first_word.islower():
+        start = text.index(first_word)
+        return text[:start] + first_word[0].upper() + text[start + 1 :]
+    return text
+
+
 def error_sentence(error: BaseException) -> str:
     """The one sentence a dialog shows for an engine error."""
     if isinstance(error, BadInputError):
-        return str(error)
+        return as_sentence(str(error))
     if isinstance(error, NonFiniteLossError):
         return (
             "The optimisation became unstable (the loss stopped being a finite number); "
@@ -450,7 +465,7 @@ class EngineWorker(QObject):
                 )
             )
         except BadInputError as error:
-            return JobDescription(job=job, preset=preset, problem=str(error))
+            return JobDescription(job=job, preset=preset, problem=error_sentence(error))
         if job.image is None:
             return JobDescription(
                 job=job,
@@ -461,7 +476,7 @@ class EngineWorker(QObject):
         try:
             preview = engine.preview_degraded(job.to_request())
         except BadInputError as error:
-            return JobDescription(job=job, preset=preset, stages=stages, problem=str(error))
+            return JobDescription(job=job, preset=preset, stages=stages, problem=error_sentence(error))
         except Exception as error:
             LOG.exception("describing a job failed")
             return JobDescription(job=job, preset=preset, stages=stages, problem=error_sentence(error))

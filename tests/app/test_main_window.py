@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from dgp_studio.imaging import rgb_to_qimage
 from dgp_studio.main_window import ErrorDialog
 from engine.errors import BadInputError
+from tests.conftest import make_tiny_biggan
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -218,6 +220,55 @@ def test_open_by_path_and_by_drop_loads_the_photo_and_remembers_it(make_window, 
     assert window.canvas.roi() == (8, 0, 48)  # the largest centred square of 64 × 48
 
 
+def test_the_status_bar_says_when_a_photo_has_opened(make_window, qtbot, tmp_path, photo):
+    window = make_window()
+    path = tmp_path / "cup.png"
+    Image.fromarray(photo).save(path)
+    messages = []
+    window.statusBar().messageChanged.connect(messages.append)
+    with qtbot.waitSignal(window.photoOpened, timeout=60_000):
+        window.open_path(path)
+    assert messages[0] == "Opening cup.png\u2026"
+    assert window.statusBar().currentMessage() == "Opened cup.png (64 \u00d7 48)."
+
+
+def numbered_classes_factory(settings):
+    """The tiny model with class names and ImageNet-style numbers that differ from its indices."""
+    from engine.api import Engine, load_model
+
+    generator, discriminator = make_tiny_biggan()
+    numbered = dataclasses.replace(
+        generator.config,
+        class_names=tuple(f"kind {letter}" for letter in "abcdefghij"),
+        class_imagenet_indices=tuple(range(500, 510)),
+    )
+    generator.config = discriminator.config = numbered
+    return Engine(load_model((generator, discriminator)), device="cpu", precision="fp32", threads=1)
+
+
+def test_classes_are_shown_by_their_numbers_and_only_auto_says_the_prior_chose(make_window, qtbot, photo):
+    window = make_window(engine_factory=numbered_classes_factory)
+    assert window.class_picker.class_text(2) == "502 \u00b7 kind c"
+    window.set_photo(photo, source_name="gradient")
+    window.task_panel.set_task("reconstruct")
+    window.task_panel.iteration_scale_spin.setValue(0.05)
+    messages = []
+    window.statusBar().messageChanged.connect(messages.append)
+    window.class_picker.set_selected_class(2)
+    run_and_wait(qtbot, window)
+    picked = window.history.entries()[-1]
+    assert not [message for message in messages if "prior" in message]  # the user chose it
+    assert picked.class_number == 502 and "Class: 502 \u00b7 kind c" in picked.tooltip()
+
+    window.class_picker.set_selected_class(None)
+    run_and_wait(qtbot, window)
+    chosen = window.history.entries()[-1]
+    number, name = 500 + chosen.class_index, "kind " + "abcdefghij"[chosen.class_index]
+    assert f"The prior chose {number} \u00b7 {name}." in messages
+    assert chosen.class_number == number and f"Class: {number} \u00b7 {name}" in chosen.tooltip()
+    assert not [message for message in messages if f"class {chosen.class_index}" in message]
+
+
 def test_transparent_pixels_start_the_mask(make_window, qtbot, tmp_path, photo):
     window = make_window(wait_for_model=False)
     rgba = np.dstack([photo, np.full(photo.shape[:2], 255, dtype=np.uint8)])
@@ -400,6 +451,15 @@ def test_the_preview_shows_the_degraded_input_at_model_resolution(make_window, q
     assert preview.shape == (32, 32, 3)
     # Colorization asks the model to match a gray image.
     assert np.abs(preview[..., 0].astype(int) - preview[..., 1].astype(int)).max() <= 2
+
+
+def test_the_preview_explains_a_missing_mask_in_a_sentence(make_window, qtbot, photo):
+    window = make_window()
+    window.set_photo(photo)
+    window.task_panel.set_task("inpaint")
+    label = window.task_panel.preview_label
+    qtbot.waitUntil(lambda: "mask" in label.text(), timeout=30_000)
+    assert label.text()[0].isupper()
 
 
 def test_the_window_module_does_not_import_torch_before_it_is_shown(tmp_path):

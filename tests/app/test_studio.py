@@ -184,6 +184,35 @@ def test_a_gallery_of_the_top_five_and_of_an_index_range_saves_a_sheet(restored,
         assert written.width < 3 * 48
 
 
+# ------------------------------------------------------------------ layout
+
+
+def test_with_the_timeline_docked_every_studio_tab_fits_a_900_pixel_screen(make_window, qtbot):
+    window = make_window()
+    restore_width = window.side_tabs.width()
+    # A thousand classes, as the real models have: the gallery's range spin boxes grow to four digits.
+    window.studio_panel.set_class_names([f"class name {index}" for index in range(1000)], range(1, 1001))
+    window.timeline_dock.show()
+    for tab in (0, 1):
+        show_studio(window, qtbot, tab=tab)
+        for mode in range(window.studio_panel.gallery_mode.count()):
+            window.studio_panel.gallery_mode.setCurrentIndex(mode)
+            QApplication.processEvents()
+            # The pages scroll instead of setting the window's least height (a 1440 × 900 screen
+            # leaves about 850 pixels below the panel and title bar).
+            assert window.minimumSizeHint().height() < 800
+            assert window.minimumSize().height() < 800
+            # Showing a page does not widen the side panel, and no page is cut off at the side.
+            assert window.side_tabs.width() == restore_width
+            page = window.studio_panel.tabs.currentWidget()
+            assert page.widget().minimumSizeHint().width() <= page.viewport().width()
+    page = window.studio_panel.tabs.currentWidget()
+    window.resize(window.width(), window.minimumSizeHint().height())
+    QApplication.processEvents()
+    assert page.verticalScrollBar().maximum() > 0  # the category page scrolls where it does not fit
+    assert page.horizontalScrollBar().maximum() == 0  # but never sideways
+
+
 # ---------------------------------------------------------------- timeline
 
 

@@ -273,5 +273,13 @@ def test_shutdown_during_a_run_stops_the_thread(qtbot, controllers):
 
 def test_error_sentences():
     assert error_sentence(BadInputError("x.png is not an image.")) == "x.png is not an image."
+    # Engine messages that start in lower case read as sentences on their own ...
+    assert (
+        error_sentence(BadInputError("inpainting needs a mask: paint the missing region first."))
+        == "Inpainting needs a mask: paint the missing region first."
+    )
+    # ... but names, options and identifiers at the start are kept as written.
+    for text in ("--task inpaint needs --mask MASK.png.", "hole_region: size must be positive.", "photos/a: bad."):
+        assert error_sentence(BadInputError(text)) == text
     assert "unstable" in error_sentence(NonFiniteLossError("nan"))
     assert "out of memory" in error_sentence(RuntimeError("CUDA out of memory. Tried to allocate"))
