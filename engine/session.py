@@ -74,6 +74,8 @@ SESSION_FORMAT = "dgp-studio-session"
 SESSION_FORMAT_VERSION = 1
 MANIFEST_NAME = "session.json"
 MAX_MANIFEST_BYTES = 16 << 20
+MAX_MEMBER_BYTES = 4 << 30       # a BigGAN-512 state in fp32 is about 0.7 GiB
+MAX_COMPRESSION_RATIO = 1000     # photos, PNG masks and weights compress far less
 
 WEIGHTS_EMBEDDED = "embedded"
 WEIGHTS_SHARED = "entry"
@@ -719,6 +721,7 @@ class _Archive:
                 raise BadInputError(
                     f"{path}: the archive holds {info.filename!r} twice, so the session is refused."
                 )
+            _check_member_size(path, info)
             self.names.add(info.filename)
 
     def member(self, name: str, where: str) -> str:
@@ -1035,17 +1038,29 @@ def _destination(folder: Path, member: str) -> Path:
     return safe_join(folder, member)
 
 
+def _check_member_size(path: Path, info: zipfile.ZipInfo) -> None:
+    """Refuse a member that would unpack to an absurd size (a "zip bomb")."""
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise BadInputError(
+            f"{path}: the member {info.filename} would unpack to {info.file_size / 2**30:.1f} GiB, "
+            f"more than any session holds ({MAX_MEMBER_BYTES >> 30} GiB)."
+        )
+    if info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1) and info.file_size > 1 << 20:
+        raise BadInputError(
+            f"{path}: the member {info.filename} is compressed {info.file_size // max(info.compress_size, 1)}:1, "
+            "which no photo, mask or state reaches; the file is refused."
+        )
+
+
 def _extract(path: Path, member: str, destination: Path) -> Path:
     """Copy one member of the archive at ``path`` to ``destination`` (from :func:`_destination`)."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with (
-            zipfile.ZipFile(path) as archive,
-            archive.open(member) as source,
-            open(destination, "wb") as copy,
-        ):
-            while chunk := source.read(1 << 20):
-                copy.write(chunk)
+        with zipfile.ZipFile(path) as archive:
+            _check_member_size(path, archive.getinfo(member))
+            with archive.open(member) as source, open(destination, "wb") as copy:
+                while chunk := source.read(1 << 20):
+                    copy.write(chunk)
     except (zipfile.BadZipFile, zlib.error, EOFError, KeyError) as error:
         destination.unlink(missing_ok=True)
         raise BadInputError(f"{path}: the member {member} is corrupt or missing ({error}).") from None

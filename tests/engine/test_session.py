@@ -449,6 +449,16 @@ def test_a_member_name_leading_out_of_the_folder_refuses_the_whole_file(embedded
     assert not (tmp_path.parent / "escaped.txt").exists() and not Path("/tmp/escaped.txt").exists()
 
 
+def test_a_member_that_would_unpack_to_an_absurd_size_is_refused_before_anything_is_read(embedded_session):
+    path, _ = embedded_session
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("history/0/padding.bin", bytes(64 << 20))  # 64 MiB of zeros: about 64 KiB deflated
+    with pytest.raises(BadInputError) as refused:
+        load_session(path)
+    assert str(path) in str(refused.value) and "history/0/padding.bin" in str(refused.value)
+    assert "compressed" in str(refused.value)
+
+
 def test_a_manifest_pointing_at_a_missing_member_is_refused(embedded_session):
     path, _ = embedded_session
     rewrite(path, replace_members={"history/1/state.safetensors": None})
