@@ -491,6 +491,23 @@ def lab_to_srgb_uint8(lab: np.ndarray, *, bisection_steps: int = 10) -> np.ndarr
 # Compositing
 
 
+# Generators draw their least reliable pixels along the image border (zero
+# padding); with colour unconstrained by a grey input, those show as coloured
+# lines along the region's edge. The result's colour fades in over this many
+# model pixels from the edge, blending towards the original's own colour.
+COLOUR_EDGE_TAPER_MODEL_PX = 1.5
+
+
+def _edge_taper(side: int, *, band_px: int) -> np.ndarray:
+    """side x side float32 weights: 1 inside, rising linearly from the edge over ``band_px`` pixels."""
+    if band_px <= 0:
+        return np.ones((side, side), dtype=np.float32)
+    index = np.arange(side, dtype=np.float32)
+    from_edge = np.minimum(index, side - 1 - index)
+    ramp = np.clip((from_edge + 1) / (band_px + 1), 0.0, 1.0)
+    return np.minimum(ramp[:, None], ramp[None, :])
+
+
 def composite_colorization(
     original_rgb: LoadedImage | np.ndarray, roi: RegionOfInterest, result_rgb_model: np.ndarray
 ) -> np.ndarray:
@@ -511,7 +528,10 @@ def composite_colorization(
         New H×W×3 uint8. Inside the region: L* of the original pixel (so every
         full-resolution detail is kept), a* and b* of the result, resized from R×R to the
         region with Pillow's bilinear filter (colour is smooth; bilinear cannot overshoot
-        and invent saturation). Outside the region: the original pixels, unchanged.
+        and invent saturation). Within 1.5 model pixels of the region's edge the result's
+        colour fades into the original's (``COLOUR_EDGE_TAPER_MODEL_PX``), hiding the
+        generator's border artefacts and the seam. Outside the region: the original
+        pixels, unchanged.
 
     Notes
     -----
@@ -524,8 +544,10 @@ def composite_colorization(
     roi.validate(original.shape[1], original.shape[0])
     region_lab = srgb_to_lab(roi.crop(original))
     result_lab = srgb_to_lab(result)
-    region_lab[..., 1] = _resize_float(result_lab[..., 1], roi.size, Image.Resampling.BILINEAR)
-    region_lab[..., 2] = _resize_float(result_lab[..., 2], roi.size, Image.Resampling.BILINEAR)
+    weight = _edge_taper(roi.size, band_px=round(COLOUR_EDGE_TAPER_MODEL_PX * roi.size / result.shape[0]))
+    for channel in (1, 2):
+        colour = _resize_float(result_lab[..., channel], roi.size, Image.Resampling.BILINEAR)
+        region_lab[..., channel] = weight * colour + (1 - weight) * region_lab[..., channel]
     output = np.array(original, copy=True, order="C")
     output[roi.top : roi.bottom, roi.left : roi.right] = lab_to_srgb_uint8(region_lab)
     return output

@@ -163,6 +163,22 @@ def test_colorization_keeps_lightness_and_takes_colour() -> None:
     assert np.median(region_lab[-4:][mid[-4:]][:, 2]) < -15  # bottom rows bluish (b* < 0)
 
 
+def test_colorization_fades_the_colour_in_from_the_regions_edge() -> None:
+    # The generator's border pixels are its least reliable: colour starts at the original's
+    # (grey here) on the region's edge and reaches the result's 1.5 model pixels inside.
+    original = np.full((48, 48, 3), 128, dtype=np.uint8)
+    roi = RegionOfInterest(left=8, top=8, size=32)
+    result = np.zeros((8, 8, 3), dtype=np.uint8)
+    result[:] = (200, 60, 60)
+    chroma = np.hypot(*np.moveaxis(srgb_to_lab(roi.crop(composite_colorization(original, roi, result)))[..., 1:], -1, 0))
+    band = round(1.5 * 32 / 8)
+    edge, inside = chroma[0, 16], chroma[band, 16]
+    assert edge < 0.3 * inside
+    assert np.all(np.diff(chroma[: band + 1, 16]) > 0)  # rising monotonically across the band
+    np.testing.assert_allclose(chroma[band:-band, band:-band], inside, atol=0.5)  # the interior: the result's colour
+    assert inside > 20
+
+
 # ----------------------------------------------------------------------------- inpainting
 
 
