@@ -17,6 +17,7 @@ This module imports neither torch nor the engine's model code.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import tempfile
@@ -114,36 +115,19 @@ class OpenedSession:
     notes: tuple[str, ...]
 
 
+def _request_fields(job: RestoreJob | ResultJob) -> dict:
+    """The request's fields that a session stores: every field of ResultJob."""
+    return {field.name: getattr(job, field.name) for field in dataclasses.fields(ResultJob)}
+
+
 def _result_job(job: RestoreJob) -> ResultJob:
-    return ResultJob(
-        task=job.task,
-        roi=tuple(int(value) for value in job.roi),
-        mask=job.mask,
-        sr_factor=job.sr_factor,
-        grayscale=job.grayscale,
-        class_index=job.class_index,
-        preset=job.preset,
-        quick=job.quick,
-        seed=job.seed,
-        iteration_scale=job.iteration_scale,
-    )
+    fields = _request_fields(job)
+    fields["roi"] = tuple(int(value) for value in job.roi)
+    return ResultJob(**fields)
 
 
 def _restore_job(job: ResultJob, photo: np.ndarray, source_name: str) -> RestoreJob:
-    return RestoreJob(
-        image=photo,
-        task=job.task,
-        roi=job.roi,
-        mask=job.mask,
-        sr_factor=job.sr_factor,
-        grayscale=job.grayscale,
-        class_index=job.class_index,
-        preset=job.preset,
-        quick=job.quick,
-        seed=job.seed,
-        iteration_scale=job.iteration_scale,
-        source_name=source_name,
-    )
+    return RestoreJob(image=photo, source_name=source_name, **_request_fields(job))
 
 
 # ------------------------------------------------------------------- worker
