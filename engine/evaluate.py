@@ -132,7 +132,9 @@ METHOD_DESCRIPTIONS: dict[str, str] = {
 }
 
 # Run settings that must agree between a results file and a rerun that resumes it.
-_RESUME_KEYS = ("model", "resolution", "data", "seed", "quick", "iteration_scale")
+_RESUME_KEYS = ("model", "resolution", "data", "seed", "quick", "iteration_scale", "presets")
+
+_RESUME_DEFAULTS = {"presets": {}}
 
 # Power-iteration steps that bring a random generator's stored singular vectors close
 # to the true ones; trained checkpoints arrive with converged vectors.
@@ -489,7 +491,8 @@ def _check_resumable(records: Iterable[dict], run: dict, path: Path) -> None:
     for record in records:
         previous = record.get("run", {})
         for key in _RESUME_KEYS:
-            if previous.get(key) != run[key]:
+            # Results written before a key existed ran with its default.
+            if previous.get(key, _RESUME_DEFAULTS.get(key)) != run[key]:
                 raise BadInputError(
                     f"{path} holds results made with {key} = {previous.get(key)!r}, but this run has "
                     f"{key} = {run[key]!r}; choose another --out folder or the same settings."
@@ -551,6 +554,7 @@ def run_evaluation(
     seed: int = 0,
     quick: bool = False,
     iteration_scale: float = 1.0,
+    presets: dict[str, str] | None = None,
     classes_path: str | os.PathLike | None = None,
     device: str = "auto",
     precision: str = "auto",
@@ -580,6 +584,9 @@ def run_evaluation(
         Use the presets' quick variants.
     iteration_scale : float
         Multiply every stage's iterations (after ``quick``).
+    presets : dict, optional
+        Task → preset name, for tasks that should not run the model's default
+        preset (e.g. ``{"sr4": "builtin64_sr_mse_biased"}``).
     classes_path : path, optional
         ``classes.json``; by default the one beside the tar.
     device, precision : str
@@ -608,6 +615,10 @@ def run_evaluation(
             raise BadInputError(f"unknown method {method!r}; choose from {', '.join(METHODS)}.")
     if not tasks or not methods:
         raise BadInputError("the evaluation needs at least one task and one method.")
+    chosen_presets = dict(presets or {})
+    for task, name in chosen_presets.items():
+        if task not in tasks:
+            raise BadInputError(f"--preset {task}={name}: the task {task!r} is not among the evaluated tasks.")
     if model.D is None:
         raise BadInputError(f"{model.display_name}: the model has no discriminator, which DGP needs.")
     data_path = Path(data)
@@ -627,7 +638,7 @@ def run_evaluation(
         "model": model.identity, "model_name": model.display_name, "resolution": resolution,
         "data": data_path.name, "seed": seed, "quick": bool(quick), "iteration_scale": float(iteration_scale),
         "device": str(engine.device), "precision": "bf16" if engine.autocast_dtype else "fp32",
-        "eligible_images": len(eligible), "skipped_images": skipped,
+        "eligible_images": len(eligible), "skipped_images": skipped, "presets": chosen_presets,
     }
     records = read_results(results_path)
     _check_resumable(records, run, results_path)
@@ -642,7 +653,16 @@ def run_evaluation(
     presets: dict[str, Schedule] = {}
     for task in tasks:
         spec = TASK_SPECS[task]
-        preset = resolve_preset(default_preset_name(spec.engine_task, resolution))
+        preset = resolve_preset(chosen_presets.get(task) or default_preset_name(spec.engine_task, resolution))
+        if preset.task != spec.engine_task:
+            raise BadInputError(
+                f"--preset {task}={preset.name}: that preset is for the {preset.task} task, not {spec.engine_task}."
+            )
+        if preset.resolution and preset.resolution != resolution:
+            raise BadInputError(
+                f"--preset {task}={preset.name}: that preset is written for {preset.resolution} px, "
+                f"but the model makes {resolution} px images."
+            )
         if quick:
             preset = preset.quick()
         preset = preset.scaled(iteration_scale)
@@ -871,7 +891,7 @@ def write_report(results: Sequence[dict], out_dir: str | os.PathLike, *, command
         f"{run.get('eligible_images', '?')} validation images whose class the model knows; "
         f"{run.get('skipped_images', 0)} others skipped); the list is in `{SAMPLE_FILE}`. Each image is "
         f"resized to the model resolution; the class is known (the validation label).",
-        f"- Schedules: each task's default preset for the model"
+        f"- Schedules: each task's {'preset named below' if run.get('presets') else 'default preset for the model'}"
         f"{' (quick variant)' if run.get('quick') else ''}"
         f"{_iteration_scale_note(run.get('iteration_scale', 1.0))}"
         f"; every DGP method uses the same latent-search seed and iteration budget.",
@@ -952,6 +972,22 @@ def _comma_list(text: str, allowed: Sequence[str], option: str) -> list[str]:
     return items
 
 
+def _preset_choices(options: Sequence[str]) -> dict[str, str]:
+    """``["sr4=NAME", ...]`` → ``{"sr4": "NAME"}``, each task at most once."""
+    chosen: dict[str, str] = {}
+    for option in options:
+        task, separator, name = option.partition("=")
+        task, name = task.strip(), name.strip()
+        if not separator or not task or not name:
+            raise BadInputError(f"--preset {option}: expected TASK=NAME, e.g. sr4=builtin64_sr_mse_biased.")
+        if task not in TASKS:
+            raise BadInputError(f"--preset {option}: unknown task {task!r}; choose from {', '.join(TASKS)}.")
+        if task in chosen:
+            raise BadInputError(f"--preset {option}: the task {task} already has a preset ({chosen[task]}).")
+        chosen[task] = name
+    return chosen
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dgp-studio evaluate",
@@ -978,6 +1014,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="the presets' quick variants")
     parser.add_argument("--iteration-scale", type=float, default=1.0, metavar="X",
                         help="multiply every stage's iterations")
+    parser.add_argument("--preset", action="append", default=[], metavar="TASK=NAME",
+                        help="run TASK with preset NAME instead of the model's default (repeatable), "
+                             "e.g. sr4=builtin64_sr_mse_biased")
     parser.add_argument("--model", default=BUILTIN_MODEL_NAME, metavar="builtin|PATH",
                         help="'builtin' (default), a folder with G and D files, or a generator file "
                              "(then give --discriminator)")
@@ -996,6 +1035,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         tasks = _comma_list(args.tasks, TASKS, "--tasks")
         methods = _comma_list(args.methods, METHODS, "--methods")
+        presets = _preset_choices(args.preset)
         if args.threads:
             torch.set_num_threads(int(args.threads))
         if args.model == BUILTIN_MODEL_NAME:
@@ -1005,7 +1045,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         records = run_evaluation(
             model, data=args.data, out_dir=args.out, tasks=tasks, methods=methods, limit=args.limit,
             sample_fraction=args.sample_fraction, seed=args.seed, quick=args.quick,
-            iteration_scale=args.iteration_scale, classes_path=args.classes, device=args.device,
+            iteration_scale=args.iteration_scale, presets=presets, classes_path=args.classes, device=args.device,
             precision=args.precision, command=command,
         )
     except BadInputError as error:

@@ -206,6 +206,41 @@ def test_command_line_with_a_saved_model(validation_tar, tmp_path, capsys):
     assert "nonsense" in capsys.readouterr().err
 
 
+def test_a_chosen_preset_is_run_recorded_and_guards_resuming(validation_tar, tmp_path, capsys):
+    generator, discriminator = tiny_pair()
+    config = tiny_config()
+    save_biggan_safetensors(generator, tmp_path / "G.safetensors", config, dtype=torch.float32)
+    save_biggan_safetensors(discriminator, tmp_path / "D.safetensors", config, dtype=torch.float32)
+    out_dir = tmp_path / "preset-report"
+    argv = [
+        "--data", str(validation_tar), "--tasks", "sr4", "--methods", "z_only", "--limit", "1",
+        "--quick", "--iteration-scale", "0.1", "--model", str(tmp_path / "G.safetensors"),
+        "--discriminator", str(tmp_path / "D.safetensors"), "--device", "cpu", "--precision", "fp32",
+        "--out", str(out_dir),
+    ]
+    assert evaluate.main([*argv, "--preset", "sr4=builtin64_sr_mse_biased"]) == 0
+    (record,) = read_lines(out_dir)
+    assert record["preset"].startswith("builtin64_sr_mse_biased")
+    assert record["run"]["presets"] == {"sr4": "builtin64_sr_mse_biased"}
+    assert "Preset: `builtin64_sr_mse_biased (quick)`" in (out_dir / "evaluation.md").read_text()
+
+    # Resuming the folder with the default preset would mix two schedules in one table.
+    capsys.readouterr()
+    assert evaluate.main(argv) == 2
+    assert "presets" in capsys.readouterr().err
+
+    for bad, words in [
+        ("sr4", "expected TASK=NAME"),
+        ("sr8=builtin64_sr_mse_biased", "unknown task"),
+        ("sr4=builtin64_inpaint", "inpaint task"),
+        ("inpaint=builtin64_inpaint", "not among the evaluated tasks"),
+        ("sr4=no_such_preset", "no_such_preset"),
+    ]:
+        assert evaluate.main([*argv[:-1], str(tmp_path / "other"), "--preset", bad]) == 2
+        error = capsys.readouterr().err
+        assert words in error and error.count("\n") == 1, error
+
+
 def test_sample_is_seeded_and_prefix_stable(validation_tar):
     model = load_model(tiny_pair())
     classes = evaluate.read_classes(validation_tar.parent / "classes.json")
