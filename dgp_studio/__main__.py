@@ -115,7 +115,9 @@ def run_gui(args: Sequence[str]) -> int:
     from dgp_studio.main_window import MainWindow
 
     async def run_window() -> int:
-        closed = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(crash_reporter.asyncio_exception_handler)
+        closed = loop.create_future()
         window = MainWindow()
         if os.environ.get(SHOWN_REPORT_VARIABLE):
             _report_first_paint(window, os.environ[SHOWN_REPORT_VARIABLE])

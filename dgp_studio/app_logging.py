@@ -154,7 +154,8 @@ class CrashReporter(QObject):
 
     Create it on the GUI thread after the ``QApplication``; :meth:`install`
     replaces ``sys.excepthook`` and ``threading.excepthook``, :meth:`uninstall`
-    puts the previous hooks back. An exception raised while a crash is being
+    puts the previous hooks back; the event loop takes
+    :meth:`asyncio_exception_handler` as its exception handler. An exception raised while a crash is being
     reported is printed to stderr only, so reporting never recurses.
 
     Signals
@@ -246,6 +247,18 @@ class CrashReporter(QObject):
             traceback.print_exc()
         finally:
             self._reporting.active = False
+
+    def asyncio_exception_handler(self, loop: object, context: dict) -> None:
+        """``loop.set_exception_handler``: an exception in an event-loop callback or task is a crash too.
+
+        asyncio's default handler only logs it; a context without an exception
+        (e.g. a never-retrieved future's message) is logged as an error.
+        """
+        error = context.get("exception")
+        if not isinstance(error, BaseException):
+            LOG.error("event loop: %s", context.get("message", "an error without a message"))
+            return
+        self.report(type(error), error, error.__traceback__, where=" in an event-loop callback")
 
     @Slot(str, str)
     def _show_dialog(self, sentence: str, details: str) -> None:

@@ -128,6 +128,27 @@ def test_a_crash_is_logged_with_its_traceback_and_shown_once(reporter, file_logg
     assert text.count("Traceback (most recent call last)") == 2
 
 
+def test_a_crash_in_an_event_loop_callback_is_logged_and_shown(reporter, file_logging, qtbot):
+    import asyncio
+
+    def broken_callback() -> None:
+        raise LookupError("callback broke")
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(reporter.asyncio_exception_handler)
+        asyncio.get_running_loop().call_soon(broken_callback)
+        await asyncio.sleep(0.05)
+
+    asyncio.run(main())
+    qtbot.waitUntil(lambda: reporter.dialog is not None, timeout=5000)
+    assert "LookupError: callback broke" in reporter.dialog.text()
+    reporter.asyncio_exception_handler(None, {"message": "Future exception was never retrieved"})
+    text = file_logging.log_file.read_text(encoding="utf-8")
+    assert "uncaught exception in an event-loop callback" in text and "broken_callback" in text
+    assert "event loop: Future exception was never retrieved" in text
+    assert reporter.crashes_logged == 1
+
+
 @pytest.mark.qt_no_exception_capture
 def test_a_crash_on_another_thread_is_logged_and_shown_on_the_gui_thread(reporter, file_logging, qtbot):
     def crash() -> None:
