@@ -26,7 +26,8 @@ every method the same way (:mod:`engine.metrics`):
     ``harmonic_fill`` (inpaint), ``gray_input`` (colorize).
 
 Work is resumable: every (image, task, method) becomes one JSON line in
-``OUT/results.jsonl`` as soon as it is done, and a rerun skips what is there.
+``OUT/results.jsonl`` (``OUT/results.shard-K-of-N.jsonl`` with ``--shard``) as
+soon as it is done, and a rerun skips what is in any of them.
 At the end ``OUT/evaluation.md`` holds one table per task and an example sheet
 per task (``OUT/sheet_TASK.png``).
 
@@ -35,6 +36,9 @@ Examples::
     dgp-studio evaluate --data shared/data/tiny-imagenet-200/val.tar --limit 200 --out report/
     dgp-studio evaluate --data val.tar --tasks inpaint,sr4 --methods dgp,z_only,lanczos \\
         --limit 20 --quick --out quick-report/
+    # two processes, one core each, sharing one report folder
+    dgp-studio evaluate --data val.tar --limit 200 --quick --threads 1 --shard 1/2 --out report/ &
+    dgp-studio evaluate --data val.tar --limit 200 --quick --threads 1 --shard 2/2 --out report/
 """
 
 from __future__ import annotations
@@ -90,6 +94,7 @@ __all__ = [
 ]
 
 RESULTS_FILE = "results.jsonl"
+SHARD_RESULTS_PATTERN = "results.shard-*.jsonl"   # one file per --shard process
 REPORT_FILE = "evaluation.md"
 SAMPLE_FILE = "sample.txt"
 DEFAULT_LIMIT = 100
@@ -450,11 +455,12 @@ def random_generator(model: LoadedModel, *, seed: int) -> Generator:
 # Results file
 
 
-def read_results(path: Path) -> list[dict]:
+def read_results(path: Path, *, repair: bool = True) -> list[dict]:
     """The records of a results file; a torn last line (an interrupted write) is dropped.
 
-    The file is rewritten without unreadable lines so that appends start on a
-    fresh line.
+    With ``repair`` the file is rewritten without unreadable lines so that
+    appends start on a fresh line; only the process that appends to a file
+    repairs it (another shard's last line may be half-written right now).
     """
     if not path.exists():
         return []
@@ -473,11 +479,40 @@ def read_results(path: Path) -> list[dict]:
             records.append(record)
         else:
             bad += 1
-    if bad or (text and not text.endswith("\n")):
+    if repair and (bad or (text and not text.endswith("\n"))):
         temporary = path.with_name(path.name + ".tmp")
         temporary.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
         os.replace(temporary, path)
     return records
+
+
+def shard_results_name(shard: tuple[int, int] | None) -> str:
+    """The results file a process appends to: ``results.jsonl``, or its shard's own file."""
+    if shard is None:
+        return RESULTS_FILE
+    index, count = shard
+    return f"results.shard-{index}-of-{count}.jsonl"
+
+
+def read_all_results(out_dir: Path, own: Path | None = None) -> list[dict]:
+    """Every record in a report folder: ``results.jsonl`` and every shard's file.
+
+    Only ``own`` (this process's file) is repaired; see :func:`read_results`.
+    """
+    paths = [out_dir / RESULTS_FILE, *sorted(out_dir.glob(SHARD_RESULTS_PATTERN))]
+    return [record for path in paths for record in read_results(path, repair=path == own)]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` → (K, N) with 1 ≤ K ≤ N."""
+    index, separator, count = text.partition("/")
+    try:
+        shard = (int(index), int(count))
+    except ValueError:
+        shard = (0, 0)
+    if not separator or not 1 <= shard[0] <= shard[1]:
+        raise BadInputError(f"--shard {text}: expected K/N with 1 ≤ K ≤ N, e.g. 1/2.")
+    return shard
 
 
 def _append_record(path: Path, record: dict) -> None:
@@ -555,6 +590,7 @@ def run_evaluation(
     quick: bool = False,
     iteration_scale: float = 1.0,
     presets: dict[str, str] | None = None,
+    shard: tuple[int, int] | None = None,
     classes_path: str | os.PathLike | None = None,
     device: str = "auto",
     precision: str = "auto",
@@ -587,6 +623,11 @@ def run_evaluation(
     presets : dict, optional
         Task → preset name, for tasks that should not run the model's default
         preset (e.g. ``{"sr4": "builtin64_sr_mse_biased"}``).
+    shard : (K, N), optional
+        Run only every N-th image of the sample, starting with the K-th (1-based),
+        appending to the shard's own results file. N processes with K = 1 … N
+        (one CPU thread each) share the work; each reads every shard's file, so
+        the report written by the last one to finish covers all of them.
     classes_path : path, optional
         ``classes.json``; by default the one beside the tar.
     device, precision : str
@@ -626,7 +667,7 @@ def run_evaluation(
         raise BadInputError(f"{data_path}: the validation tar does not exist.")
     out_path = Path(out_dir)
     out_path.mkdir(parents=True, exist_ok=True)
-    results_path = out_path / RESULTS_FILE
+    results_path = out_path / shard_results_name(shard)
 
     classes = read_classes(Path(classes_path) if classes_path else data_path.parent / "classes.json")
     eligible, skipped = list_validation_images(data_path, classes, model)
@@ -640,15 +681,17 @@ def run_evaluation(
         "device": str(engine.device), "precision": "bf16" if engine.autocast_dtype else "fp32",
         "eligible_images": len(eligible), "skipped_images": skipped, "presets": chosen_presets,
     }
-    records = read_results(results_path)
+    records = read_all_results(out_path, own=results_path)
     _check_resumable(records, run, results_path)
     done = {(r["image"], r["task"], r["method"]) for r in records}
-    (out_path / SAMPLE_FILE).write_text(
+    _write_text_atomically(
+        out_path / SAMPLE_FILE,
         f"# {len(chosen)} images: the first {len(chosen)} of a permutation (seed {seed}) of the "
         f"{len(eligible)} images in {data_path.name} whose class the model knows\n"
         + "".join(f"{image.member}\t{image.class_name}\n" for image in chosen),
-        encoding="utf-8",
     )
+    if shard is not None:
+        chosen = chosen[shard[0] - 1::shard[1]]
 
     presets: dict[str, Schedule] = {}
     for task in tasks:
@@ -770,6 +813,8 @@ def run_evaluation(
             bar.update(1)
     finally:
         bar.close()
+        if shard is not None:
+            records = read_all_results(out_path)   # the other shards' progress too
         if records:
             write_report(records, out_path, command=command)
     return records
@@ -952,10 +997,18 @@ def write_report(results: Sequence[dict], out_dir: str | os.PathLike, *, command
         if sheet:
             lines += ["", f"![{task} examples: input, each method, ground truth]({sheet})"]
     path = out_path / REPORT_FILE
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    _write_text_atomically(path, "\n".join(lines) + "\n")
     return path
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
+    """Write beside ``path`` and move into place (the temporary name is the process's own)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -1017,6 +1070,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preset", action="append", default=[], metavar="TASK=NAME",
                         help="run TASK with preset NAME instead of the model's default (repeatable), "
                              "e.g. sr4=builtin64_sr_mse_biased")
+    parser.add_argument("--shard", metavar="K/N",
+                        help="run every N-th image starting with the K-th, so that N processes "
+                             "(e.g. one per core, --threads 1) share one --out folder")
     parser.add_argument("--model", default=BUILTIN_MODEL_NAME, metavar="builtin|PATH",
                         help="'builtin' (default), a folder with G and D files, or a generator file "
                              "(then give --discriminator)")
@@ -1036,6 +1092,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tasks = _comma_list(args.tasks, TASKS, "--tasks")
         methods = _comma_list(args.methods, METHODS, "--methods")
         presets = _preset_choices(args.preset)
+        shard = parse_shard(args.shard) if args.shard else None
         if args.threads:
             torch.set_num_threads(int(args.threads))
         if args.model == BUILTIN_MODEL_NAME:
@@ -1045,7 +1102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         records = run_evaluation(
             model, data=args.data, out_dir=args.out, tasks=tasks, methods=methods, limit=args.limit,
             sample_fraction=args.sample_fraction, seed=args.seed, quick=args.quick,
-            iteration_scale=args.iteration_scale, presets=presets, classes_path=args.classes, device=args.device,
+            iteration_scale=args.iteration_scale, presets=presets, shard=shard, classes_path=args.classes, device=args.device,
             precision=args.precision, command=command,
         )
     except BadInputError as error:

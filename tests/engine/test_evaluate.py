@@ -241,6 +241,37 @@ def test_a_chosen_preset_is_run_recorded_and_guards_resuming(validation_tar, tmp
         assert words in error and error.count("\n") == 1, error
 
 
+def test_shards_split_the_sample_and_the_last_report_covers_all(validation_tar, tmp_path):
+    model = load_model(tiny_pair())
+    out_dir = tmp_path / "sharded"
+    options = dict(
+        data=validation_tar, out_dir=out_dir, limit=3, seed=3, quick=True, device="cpu", precision="fp32",
+        tasks=["inpaint"], methods=["z_only", "mean_fill"], adjust_schedule=shrink, progress=False,
+    )
+    first = evaluate.run_evaluation(model, shard=(1, 2), **options)
+    first_file = out_dir / "results.shard-1-of-2.jsonl"
+    assert not (out_dir / "results.jsonl").exists()
+    assert len({r["image"] for r in first}) == 2      # images 1 and 3 of the sample
+    # Shard 2 is still writing its last line when shard 1 looks: shard 1 leaves it alone.
+    second_file = out_dir / "results.shard-2-of-2.jsonl"
+    second_file.write_text('{"image": "half a line')
+    evaluate.read_all_results(out_dir, own=first_file)
+    assert second_file.read_text() == '{"image": "half a line'
+    second_file.unlink()
+
+    every = evaluate.run_evaluation(model, shard=(2, 2), **options)
+    assert len(every) == 6 and len({r["image"] for r in every}) == 3
+    assert len(evaluate.read_results(second_file)) == 2
+    section = (out_dir / "evaluation.md").read_text().split("\n## ")[-1]
+    assert "| 3 |" in next(line for line in section.splitlines() if line.startswith("| `z_only` |"))
+    # The sample is the unsharded one: an unsharded rerun finds everything done.
+    assert len(evaluate.run_evaluation(model, **options)) == 6 and not (out_dir / "results.jsonl").exists()
+
+    for bad in ("0/2", "3/2", "1", "a/b"):
+        with pytest.raises(BadInputError, match="K/N"):
+            evaluate.parse_shard(bad)
+
+
 def test_sample_is_seeded_and_prefix_stable(validation_tar):
     model = load_model(tiny_pair())
     classes = evaluate.read_classes(validation_tar.parent / "classes.json")
