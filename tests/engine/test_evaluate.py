@@ -178,16 +178,21 @@ def test_quick_evaluation_end_to_end_and_resume(validation_tar, tmp_path, monkey
         evaluate.run_evaluation(model, **{**options, "seed": 4})
 
 
-def test_command_line_with_a_saved_model(validation_tar, tmp_path, capsys):
+def saved_model_options(folder) -> list[str]:
+    """Write the tiny pair to ``folder``; the command-line options that load it, on the CPU in fp32."""
     generator, discriminator = tiny_pair()
     config = tiny_config()
-    save_biggan_safetensors(generator, tmp_path / "G.safetensors", config, dtype=torch.float32)
-    save_biggan_safetensors(discriminator, tmp_path / "D.safetensors", config, dtype=torch.float32)
+    save_biggan_safetensors(generator, folder / "G.safetensors", config, dtype=torch.float32)
+    save_biggan_safetensors(discriminator, folder / "D.safetensors", config, dtype=torch.float32)
+    return ["--model", str(folder / "G.safetensors"), "--discriminator", str(folder / "D.safetensors"),
+            "--device", "cpu", "--precision", "fp32"]
+
+
+def test_command_line_with_a_saved_model(validation_tar, tmp_path, capsys):
     out_dir = tmp_path / "cli-report"
     argv = [
         "--data", str(validation_tar), "--tasks", "sr4", "--methods", "bicubic,lanczos,z_only",
-        "--limit", "1", "--quick", "--iteration-scale", "0.1", "--model", str(tmp_path / "G.safetensors"),
-        "--discriminator", str(tmp_path / "D.safetensors"), "--device", "cpu", "--precision", "fp32",
+        "--limit", "1", "--quick", "--iteration-scale", "0.1", *saved_model_options(tmp_path),
         "--out", str(out_dir),
     ]
     assert evaluate.main(argv) == 0
@@ -207,16 +212,10 @@ def test_command_line_with_a_saved_model(validation_tar, tmp_path, capsys):
 
 
 def test_a_chosen_preset_is_run_recorded_and_guards_resuming(validation_tar, tmp_path, capsys):
-    generator, discriminator = tiny_pair()
-    config = tiny_config()
-    save_biggan_safetensors(generator, tmp_path / "G.safetensors", config, dtype=torch.float32)
-    save_biggan_safetensors(discriminator, tmp_path / "D.safetensors", config, dtype=torch.float32)
     out_dir = tmp_path / "preset-report"
     argv = [
         "--data", str(validation_tar), "--tasks", "sr4", "--methods", "z_only", "--limit", "1",
-        "--quick", "--iteration-scale", "0.1", "--model", str(tmp_path / "G.safetensors"),
-        "--discriminator", str(tmp_path / "D.safetensors"), "--device", "cpu", "--precision", "fp32",
-        "--out", str(out_dir),
+        "--quick", "--iteration-scale", "0.1", *saved_model_options(tmp_path), "--out", str(out_dir),
     ]
     assert evaluate.main([*argv, "--preset", "sr4=builtin64_sr_mse_biased"]) == 0
     (record,) = read_lines(out_dir)
