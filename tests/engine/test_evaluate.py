@@ -217,11 +217,11 @@ def test_a_chosen_preset_is_run_recorded_and_guards_resuming(validation_tar, tmp
         "--data", str(validation_tar), "--tasks", "sr4", "--methods", "z_only", "--limit", "1",
         "--quick", "--iteration-scale", "0.1", *saved_model_options(tmp_path), "--out", str(out_dir),
     ]
-    assert evaluate.main([*argv, "--preset", "sr4=builtin64_sr_mse_biased"]) == 0
+    assert evaluate.main([*argv, "--preset", "sr4=builtin64_sr_d_biased"]) == 0
     (record,) = read_lines(out_dir)
-    assert record["preset"].startswith("builtin64_sr_mse_biased")
-    assert record["run"]["presets"] == {"sr4": "builtin64_sr_mse_biased"}
-    assert "Preset: `builtin64_sr_mse_biased (quick)`" in (out_dir / "evaluation.md").read_text()
+    assert record["preset"].startswith("builtin64_sr_d_biased")
+    assert record["run"]["presets"] == {"sr4": "builtin64_sr_d_biased"}
+    assert "Preset: `builtin64_sr_d_biased (quick)`" in (out_dir / "evaluation.md").read_text()
 
     # Resuming the folder with the default preset would mix two schedules in one table.
     capsys.readouterr()
