@@ -849,6 +849,47 @@ _CHROMA_COLUMN = ("chroma", "mean chroma", 1.0, 2)
 SHEET_EXAMPLES = 4
 
 
+def paired_psnr_differences(task_records: Sequence[dict], method: str, other: str) -> np.ndarray:
+    """PSNR of ``method`` minus ``other`` on every image both have (inf − inf gives nan)."""
+    psnr = {(r["image"], r["method"]): float(r["metrics"]["psnr"]) for r in task_records}
+    images = sorted(image for image, m in psnr if m == other and (image, method) in psnr)
+    with np.errstate(invalid="ignore"):
+        return np.array([psnr[(image, method)] - psnr[(image, other)] for image in images], dtype=np.float64)
+
+
+def _paired_comparison_lines(task_records: Sequence[dict], methods: Sequence[str]) -> list[str]:
+    """``dgp`` against every other method, image by image: a mean is not a per-image win."""
+    if "dgp" not in methods:
+        return []
+    rows = []
+    for other in (m for m in methods if m != "dgp"):
+        differences = paired_psnr_differences(task_records, "dgp", other)
+        if differences.size == 0:
+            continue
+        finite = differences[np.isfinite(differences)]
+        wins = int(np.sum(differences > 0))
+        if finite.size >= 2:
+            half_width = 1.96 * finite.std(ddof=1) / math.sqrt(finite.size)
+            difference = f"{finite.mean():+.2f} ± {half_width:.2f}"
+        elif finite.size == 1:
+            difference = f"{finite[0]:+.2f}"
+        else:
+            difference = "n/a"
+        if finite.size < differences.size:
+            difference += f" ({differences.size - finite.size} image(s) with an infinite PSNR left out)"
+        rows.append(f"| `{other}` | {difference} | {wins} of {differences.size} |")
+    if not rows:
+        return []
+    return [
+        "",
+        "Paired with `dgp` on the same images (difference: 95 % interval of the mean, normal approximation):",
+        "",
+        "| compared with | PSNR of `dgp` minus it (dB) | `dgp` higher on |",
+        "|---|---|---|",
+        *rows,
+    ]
+
+
 def _iteration_scale_note(scale: float) -> str:
     return "" if scale == 1.0 else f", iterations ×{scale:g}"
 
@@ -993,6 +1034,7 @@ def write_report(results: Sequence[dict], out_dir: str | os.PathLike, *, command
                 notes.append(f"Mean chroma of the ground truth: {np.mean(truth_chroma):.2f}.")
         if notes:
             lines += [""] + [f"- {note}" for note in notes]
+        lines += _paired_comparison_lines(task_records, methods)
         sheet = _write_sheet(task, task_records, methods, out_path)
         if sheet:
             lines += ["", f"![{task} examples: input, each method, ground truth]({sheet})"]

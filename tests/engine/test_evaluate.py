@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 import tarfile
 
 import numpy as np
@@ -151,6 +152,10 @@ def test_quick_evaluation_end_to_end_and_resume(validation_tar, tmp_path, monkey
         for method in evaluate.DGP_METHODS + spec.baselines:
             row = next(line for line in section.splitlines() if line.startswith(f"| `{method}` |"))
             assert row.rstrip().endswith("|") and "| 2 |" in row
+        paired = section.split("`dgp` higher on |", 1)[1]
+        for method in evaluate.DGP_METHODS + spec.baselines:
+            if method != "dgp":
+                assert f"| `{method}` |" in paired and " of 2 |" in paired
         with Image.open(out_dir / f"sheet_{task}.png") as sheet:
             # Columns: input, every method, ground truth; rows: the two images.
             assert sheet.width > (len(evaluate.DGP_METHODS) + len(spec.baselines) + 2) * 64
@@ -269,6 +274,24 @@ def test_shards_split_the_sample_and_the_last_report_covers_all(validation_tar, 
     for bad in ("0/2", "3/2", "1", "a/b"):
         with pytest.raises(BadInputError, match="K/N"):
             evaluate.parse_shard(bad)
+
+
+def test_paired_differences_match_images_and_count_wins():
+    def record(image, method, psnr):
+        return {"image": image, "method": method, "metrics": {"psnr": psnr}}
+
+    records = [
+        record("a", "dgp", 20.0), record("a", "z_only", 15.0),
+        record("b", "dgp", 18.0), record("b", "z_only", 19.0),
+        record("c", "dgp", math.inf), record("c", "z_only", math.inf),
+        record("d", "dgp", 17.0),                       # z_only not finished on d
+    ]
+    differences = evaluate.paired_psnr_differences(records, "dgp", "z_only")
+    np.testing.assert_array_equal(differences[:2], [5.0, -1.0])
+    assert np.isnan(differences[2])
+    lines = evaluate._paired_comparison_lines(records, ["dgp", "z_only"])
+    assert lines[-1] == ("| `z_only` | +2.00 ± 5.88 (1 image(s) with an infinite PSNR left out) "
+                         "| 1 of 3 |")
 
 
 def test_sample_is_seeded_and_prefix_stable(validation_tar):
