@@ -1087,7 +1087,7 @@ class MainWindow(QMainWindow):
         self.studio_panel.set_class_names(info.class_names, info.class_numbers)
         if previous_class is not None and previous_class < len(info.class_names):
             self.class_picker.set_selected_class(previous_class)
-        self.task_panel.set_presets(info.presets)
+        self.task_panel.set_presets(info.presets, titles=info.preset_titles)
         self.statusBar().showMessage(f"{info.display_name} is ready.", 4000)
         self._schedule_describe()
         self.modelReady.emit(info)

@@ -120,6 +120,7 @@ class TaskPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._presets_by_task: dict[str, list[str]] = {}
+        self._preset_titles: dict[str, str] = {}
 
         self.task_buttons: dict[str, QRadioButton] = {}
         self._task_group = QButtonGroup(self)
@@ -263,18 +264,33 @@ class TaskPanel(QWidget):
 
     # -------------------------------------------------------------- presets
 
-    def set_presets(self, presets_by_task: Mapping[str, Sequence[str]]) -> None:
-        """The preset names available per task (from the loaded model's engine)."""
+    def set_presets(
+        self, presets_by_task: Mapping[str, Sequence[str]], *, titles: Mapping[str, str] | None = None
+    ) -> None:
+        """The preset names available per task, the default first (from the loaded model's engine).
+
+        ``titles`` maps names to the readable titles the list shows; the name
+        stays the item's data and tooltip.
+        """
         self._presets_by_task = {task: list(names) for task, names in presets_by_task.items()}
+        self._preset_titles = dict(titles or {})
         self._fill_presets()
 
     def _fill_presets(self) -> None:
         previous = self.preset_combo.currentData()
+        names = self._presets_by_task.get(self.task(), [])
+        titles = self._preset_titles
         self.preset_combo.blockSignals(True)
         self.preset_combo.clear()
-        self.preset_combo.addItem(DEFAULT_PRESET_LABEL, None)
-        for name in self._presets_by_task.get(self.task(), []):
-            self.preset_combo.addItem(name, name)
+        default_label = DEFAULT_PRESET_LABEL
+        if names and titles.get(names[0]):
+            default_label = f"{DEFAULT_PRESET_LABEL}: {titles[names[0]]}"
+        self.preset_combo.addItem(default_label, None)
+        if names:
+            self.preset_combo.setItemData(0, names[0], Qt.ItemDataRole.ToolTipRole)
+        for name in names:
+            self.preset_combo.addItem(titles.get(name) or name, name)
+            self.preset_combo.setItemData(self.preset_combo.count() - 1, name, Qt.ItemDataRole.ToolTipRole)
         found = self.preset_combo.findData(previous)
         self.preset_combo.setCurrentIndex(max(found, 0))
         self.preset_combo.blockSignals(False)

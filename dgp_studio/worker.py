@@ -130,6 +130,7 @@ class ModelInfo:
     precision: str
     # The number users see per class: its ImageNet index when the model knows it.
     class_numbers: tuple[int, ...] = ()
+    preset_titles: dict[str, str] = field(default_factory=dict)  # preset name -> its title
 
 
 @dataclass(frozen=True, eq=False)
@@ -243,12 +244,20 @@ def describe_engine(engine: Any) -> ModelInfo:
     """A :class:`ModelInfo` for a loaded engine (engine thread)."""
     from engine.devices import precision_label
 
+    from engine.schedule import resolve_preset
+
     presets: dict[str, tuple[str, ...]] = {}
     for task in ENGINE_TASKS:
         try:
             presets[task] = tuple(engine.presets_for(task))
         except BadInputError:
             presets[task] = ()
+    titles: dict[str, str] = {}
+    for name in {name for names in presets.values() for name in names}:
+        try:
+            titles[name] = resolve_preset(name).title
+        except BadInputError:
+            pass  # listed by name only
     model = engine.model
     return ModelInfo(
         display_name=model.display_name,
@@ -258,6 +267,7 @@ def describe_engine(engine: Any) -> ModelInfo:
         device=str(engine.device),
         precision=precision_label(engine.autocast_dtype),
         class_numbers=tuple(model.class_numbers),
+        preset_titles=titles,
     )
 
 

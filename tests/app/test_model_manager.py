@@ -110,6 +110,10 @@ def test_the_status_bar_names_the_model_and_its_link_opens_the_manager(make_wind
     window = make_window()
     text = window.status_model_label.text()
     assert 'href="model-manager"' in text and window.model_info().display_name in text
+    # The task panel lists the model's presets by title, the default named.
+    info = window.model_info()
+    names = info.presets[window.task_panel.task()]
+    assert names and window.task_panel.preset_combo.itemText(0).endswith(info.preset_titles[names[0]])
     opened = []
     monkeypatch.setattr(window, "open_model_manager", lambda: opened.append(True))
     window.status_model_label.linkActivated.emit("model-manager")

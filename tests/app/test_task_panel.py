@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 
 from dgp_studio.task_panel import TaskPanel
 from engine.events import StagePlan
@@ -66,6 +67,22 @@ def test_presets_follow_the_task_and_default_means_none(panel, qtbot):
         panel.set_task("colorize")
     assert panel.options().preset is None
     assert panel.preset_combo.count() == 2
+
+
+def test_presets_show_their_titles_and_the_default_says_which_it_is(panel):
+    panel.set_presets(
+        {"sr": ["sr_mse", "sr_d"]},
+        titles={"sr_mse": "Super-resolution, MSE-biased", "sr_d": "Super-resolution, D-biased"},
+    )
+    panel.set_task("sr")
+    combo = panel.preset_combo
+    assert [combo.itemText(i) for i in range(combo.count())] == [
+        "Default for this model: Super-resolution, MSE-biased",
+        "Super-resolution, MSE-biased",
+        "Super-resolution, D-biased",
+    ]
+    assert [combo.itemData(i) for i in range(combo.count())] == [None, "sr_mse", "sr_d"]
+    assert combo.itemData(2, Qt.ItemDataRole.ToolTipRole) == "sr_d"
 
 
 def test_advanced_section_collapses_and_holds_seed_scale_and_stages(panel):
