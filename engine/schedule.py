@@ -255,12 +255,20 @@ def default_preset_name(task: str, resolution: int) -> str:
 
 
 def presets_for_task(task: str, resolution: int) -> list[str]:
-    """Preset names usable for ``task``: the default first, then others written for it."""
-    names = [default_preset_name(task, resolution)]
-    for name, schedule in builtin_presets().items():
-        if schedule.task == task and schedule.purpose == "restoration" and name not in names:
-            names.append(name)
-    return names
+    """Preset names offered for ``task`` on a ``resolution`` px model: the default first.
+
+    The others are the restoration presets for the task written for that
+    resolution or for any. A resolution that has none of its own is offered
+    every preset for the task (they all run at any resolution; the ones
+    written for it are simply the ones tuned for it).
+    """
+    default = default_preset_name(task, resolution)
+    others = [
+        name for name, schedule in builtin_presets().items()
+        if schedule.task == task and schedule.purpose == "restoration" and name != default
+    ]
+    own = [name for name in others if builtin_presets()[name].resolution in (0, resolution)]
+    return [default, *(own or others)]
 
 
 def resolve_preset(name_or_path: str, *, extra_folders: tuple[Path, ...] = ()) -> Schedule:

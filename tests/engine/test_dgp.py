@@ -14,7 +14,7 @@ from engine import events as ev
 from engine.degrade import degradation_for_task
 from engine.dgp import feature_loss, generator_parameter_groups, run_dgp
 from engine.errors import BadInputError, NonFiniteLossError
-from engine.schedule import Schedule, Stage, builtin_presets
+from engine.schedule import Schedule, Stage, builtin_presets, presets_for_task
 from tests.conftest import make_tiny_biggan
 
 
@@ -271,6 +271,16 @@ def test_class_outside_the_model_is_refused(tiny_pair):
     generator, discriminator = tiny_pair
     with pytest.raises(BadInputError, match="class index 12"):
         run_to_end(generator, discriminator, tiny_schedule(), class_index=12)
+
+
+def test_presets_offered_for_a_model_are_the_ones_written_for_its_resolution():
+    assert presets_for_task("sr", 64) == ["builtin64_sr_mse_biased", "builtin64_sr_d_biased"]
+    assert presets_for_task("sr", 128) == ["imagenet1k_128_SR_x4_D_biased", "imagenet1k_128_SR_x4_MSE_biased"]
+    assert presets_for_task("reconstruct", 64) == ["studio_reconstruct"]
+    # A resolution without presets of its own is offered all of them, the general default first.
+    offered = presets_for_task("colorize", 32)
+    assert offered[0] == "imagenet1k_128_colorization"
+    assert {"builtin64_colorize", "example_colorization_256"} <= set(offered[1:])
 
 
 @pytest.mark.parametrize("name", sorted(builtin_presets()))
