@@ -863,6 +863,8 @@ def _paired_comparison_lines(task_records: Sequence[dict], methods: Sequence[str
         return []
     rows = []
     for other in (m for m in methods if m != "dgp"):
+        if all(r.get("identical_to") == "dgp" for r in task_records if r["method"] == other):
+            continue  # a copy of dgp's own runs
         differences = paired_psnr_differences(task_records, "dgp", other)
         if differences.size == 0:
             continue
