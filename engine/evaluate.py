@@ -680,6 +680,7 @@ def run_evaluation(
         "data": data_path.name, "seed": seed, "quick": bool(quick), "iteration_scale": float(iteration_scale),
         "device": str(engine.device), "precision": "bf16" if engine.autocast_dtype else "fp32",
         "eligible_images": len(eligible), "skipped_images": skipped, "presets": chosen_presets,
+        "shards": shard[1] if shard else 1,
     }
     records = read_all_results(out_path, own=results_path)
     _check_resumable(records, run, results_path)
@@ -965,13 +966,15 @@ def write_report(results: Sequence[dict], out_dir: str | os.PathLike, *, command
     if not results:
         raise BadInputError(f"{out_path}: there are no results to report.")
     run = results[-1].get("run", {})
+    shards = max(int(r.get("run", {}).get("shards", 1)) for r in results)
     images = sorted({r["image"] for r in results})
     lines = [
         "# DGP evaluation",
         "",
         f"- Date: {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
         f"- Commit: `{_git_commit()}`",
-        f"- Command: `{command or '(not recorded)'}`",
+        f"- Command: `{command or '(not recorded)'}`"
+        + (f" (one of {shards} processes that split the sample with `--shard K/{shards}`)" if shards > 1 else ""),
         f"- Model: {run.get('model_name', '?')} (identity `{run.get('model', '?')}`, "
         f"{run.get('resolution', '?')} px) on {run.get('device', '?')}, {run.get('precision', '?')}",
         f"- Data: {len(images)} images of `{run.get('data', '?')}`, a seeded random sample "

@@ -268,7 +268,9 @@ def test_shards_split_the_sample_and_the_last_report_covers_all(validation_tar, 
     every = evaluate.run_evaluation(model, shard=(2, 2), **options)
     assert len(every) == 6 and len({r["image"] for r in every}) == 3
     assert len(evaluate.read_results(second_file)) == 2
-    section = (out_dir / "evaluation.md").read_text().split("\n## ")[-1]
+    report = (out_dir / "evaluation.md").read_text()
+    assert "one of 2 processes that split the sample with `--shard K/2`" in report
+    section = report.split("\n## ")[-1]
     assert "| 3 |" in next(line for line in section.splitlines() if line.startswith("| `z_only` |"))
     # The sample is the unsharded one: an unsharded rerun finds everything done.
     assert len(evaluate.run_evaluation(model, **options)) == 6 and not (out_dir / "results.jsonl").exists()
