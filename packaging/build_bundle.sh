@@ -14,7 +14,8 @@
 #
 # Contents, checked with the virtual environment's Python: the built-in model, every preset, the
 # desktop entry and icons, the sample list with its photos, masks and credits are inside; no
-# other weight file is. The CUDA libraries carried are counted (none with a CPU-only torch).
+# other weight file is, nor Qt's GTK theme plugin. The CUDA libraries carried are counted (none
+# with a CPU-only torch).
 #
 # Smoke tests, run from outside the repository with the virtual environment out of reach:
 #   1. dgp-studio --version prints the project's version;
@@ -103,6 +104,10 @@ problems += [
     f"{path.relative_to(inside)} is a weight file outside the built-in model"
     for path in inside.rglob("*")
     if path.suffix in weight_suffixes and builtin_model not in path.parents
+]
+problems += [
+    f"{path.relative_to(inside)} is Qt's GTK theme plugin, which the spec leaves out"
+    for path in inside.rglob("libqgtk3.so")
 ]
 cuda_prefixes = ("libcuda", "libcublas", "libcudnn", "libcufft", "libcusparse", "libnccl", "libnvrtc")
 cuda_libraries = sorted(path.name for path in inside.rglob("lib*.so*") if path.name.startswith(cuda_prefixes))
