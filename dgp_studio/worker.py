@@ -244,7 +244,7 @@ def describe_engine(engine: Any) -> ModelInfo:
     """A :class:`ModelInfo` for a loaded engine (engine thread)."""
     from engine.devices import precision_label
 
-    from engine.schedule import resolve_preset
+    from engine.schedule import builtin_presets
 
     presets: dict[str, tuple[str, ...]] = {}
     for task in ENGINE_TASKS:
@@ -252,12 +252,12 @@ def describe_engine(engine: Any) -> ModelInfo:
             presets[task] = tuple(engine.presets_for(task))
         except BadInputError:
             presets[task] = ()
-    titles: dict[str, str] = {}
-    for name in {name for names in presets.values() for name in names}:
-        try:
-            titles[name] = resolve_preset(name).title
-        except BadInputError:
-            pass  # listed by name only
+    shipped = builtin_presets()   # read once: every name below is looked up in it
+    titles = {
+        name: shipped[name].title
+        for names in presets.values() for name in names
+        if name in shipped   # others are listed by name only
+    }
     model = engine.model
     return ModelInfo(
         display_name=model.display_name,

@@ -264,11 +264,11 @@ def presets_for_task(task: str, resolution: int) -> list[str]:
     """
     default = default_preset_name(task, resolution)
     others = [
-        name for name, schedule in builtin_presets().items()
+        (name, schedule) for name, schedule in builtin_presets().items()
         if schedule.task == task and schedule.purpose == "restoration" and name != default
     ]
-    own = [name for name in others if builtin_presets()[name].resolution in (0, resolution)]
-    return [default, *(own or others)]
+    own = [(name, schedule) for name, schedule in others if schedule.resolution in (0, resolution)]
+    return [default, *(name for name, _ in own or others)]
 
 
 def resolve_preset(name_or_path: str, *, extra_folders: tuple[Path, ...] = ()) -> Schedule:
