@@ -243,7 +243,6 @@ def import_torch_optimizers() -> None:
 def describe_engine(engine: Any) -> ModelInfo:
     """A :class:`ModelInfo` for a loaded engine (engine thread)."""
     from engine.devices import precision_label
-
     from engine.schedule import builtin_presets
 
     presets: dict[str, tuple[str, ...]] = {}
