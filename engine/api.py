@@ -36,7 +36,7 @@ from engine.composite import (
     prepare_model_input,
     small_region_notice,
 )
-from engine.degrade import Degradation, degradation_for_task
+from engine.degrade import Degradation, degradation_for_task, match_low_resolution
 from engine.devices import autocast_context, select_autocast_dtype, select_device
 from engine.dgp import run_dgp, to_uint8_image
 from engine.errors import BadInputError
@@ -201,6 +201,7 @@ class PreparedRestore:
     schedule: Schedule
     roi: RegionOfInterest
     notes: tuple[str, ...]
+    low_resolution: np.ndarray | None = None   # the SR input at (R/f)×(R/f), uint8, for "sr" only
 
 
 class Engine:
@@ -302,6 +303,7 @@ class Engine:
             task, resolution=resolution, mask=mask_model, sr_factor=sr_factor,
             grayscale=grayscale if task == "hybrid" else None,
         ).to(self.device)
+        low = None
         if degradation.sr_factor:
             low = prepare_low_resolution_input(image, roi, resolution, degradation.sr_factor)
             target = degradation.target_from_low_resolution(to_tensor(low).to(self.device))
@@ -310,7 +312,8 @@ class Engine:
             target = degradation.target_path(to_tensor(model_input).to(self.device))
         schedule = self.schedule_for(request)
         return PreparedRestore(
-            target=target, degradation=degradation, schedule=schedule, roi=roi, notes=tuple(notes)
+            target=target, degradation=degradation, schedule=schedule, roi=roi, notes=tuple(notes),
+            low_resolution=low if task == "sr" else None,
         )
 
     def preview_degraded(self, request: RestoreRequest) -> np.ndarray:
@@ -323,7 +326,11 @@ class Engine:
     ) -> Iterator:
         """Run DGP on a request; yields engine events (see :func:`engine.dgp.run_dgp`).
 
-        ``Finished``/``Cancelled`` results carry the full-resolution composite.
+        ``Finished``/``Cancelled`` results carry the full-resolution composite. For
+        ``sr`` their image is the generator's output projected onto the images whose
+        Lanczos downsampling is the input (:func:`engine.degrade.match_low_resolution`),
+        so the result shrunk back reproduces the photo; the state renders the output
+        before that projection, which edits start from.
         """
         prepared = self.prepare(request)
         for note in prepared.notes:
@@ -335,11 +342,14 @@ class Engine:
             should_stop=should_stop, frame_interval=frame_interval,
         ):
             if isinstance(event, (Finished, Cancelled)) and event.result is not None:
+                image = event.result.image
+                if prepared.low_resolution is not None:
+                    image = match_low_resolution(image, prepared.low_resolution, prepared.degradation.sr_factor)
                 composite = composite_for_task(
-                    request.task, request.image, prepared.roi, event.result.image,
+                    request.task, request.image, prepared.roi, image,
                     mask=request.mask, factor=prepared.degradation.sr_factor,
                 )
-                result = replace(event.result, composite=composite, notes=prepared.notes)
+                result = replace(event.result, image=image, composite=composite, notes=prepared.notes)
                 event = Finished(result=result) if isinstance(event, Finished) else Cancelled(
                     result=result, reason=event.reason
                 )

@@ -67,7 +67,7 @@ from PIL import Image
 from engine.api import BUILTIN_MODEL_NAME, Engine, LoadedModel, load_model
 from engine.biggan import Generator, orthogonal_init_, spectral_norm_layers
 from engine.composite import RegionOfInterest, prepare_model_input
-from engine.degrade import Degradation, degradation_for_task, downsample_target_path
+from engine.degrade import Degradation, degradation_for_task, downsample_target_path, match_low_resolution
 from engine.dgp import run_dgp, to_uint8_image
 from engine.errors import BadInputError, NonFiniteLossError
 from engine.events import Cancelled, Finished
@@ -137,9 +137,9 @@ METHOD_DESCRIPTIONS: dict[str, str] = {
 }
 
 # Run settings that must agree between a results file and a rerun that resumes it.
-_RESUME_KEYS = ("model", "resolution", "data", "seed", "quick", "iteration_scale", "presets")
+_RESUME_KEYS = ("model", "resolution", "data", "seed", "quick", "iteration_scale", "presets", "sr_projection")
 
-_RESUME_DEFAULTS = {"presets": {}}
+_RESUME_DEFAULTS = {"presets": {}, "sr_projection": False}
 
 # Power-iteration steps that bring a random generator's stored singular vectors close
 # to the true ones; trained checkpoints arrive with converged vectors.
@@ -527,9 +527,10 @@ def _check_resumable(records: Iterable[dict], run: dict, path: Path) -> None:
         previous = record.get("run", {})
         for key in _RESUME_KEYS:
             # Results written before a key existed ran with its default.
-            if previous.get(key, _RESUME_DEFAULTS.get(key)) != run[key]:
+            earlier = previous.get(key, _RESUME_DEFAULTS.get(key))
+            if earlier != run[key]:
                 raise BadInputError(
-                    f"{path} holds results made with {key} = {previous.get(key)!r}, but this run has "
+                    f"{path} holds results made with {key} = {earlier!r}, but this run has "
                     f"{key} = {run[key]!r}; choose another --out folder or the same settings."
                 )
 
@@ -681,6 +682,9 @@ def run_evaluation(
         "device": str(engine.device), "precision": "bf16" if engine.autocast_dtype else "fp32",
         "eligible_images": len(eligible), "skipped_images": skipped, "presets": chosen_presets,
         "shards": shard[1] if shard else 1,
+        # Generative SR results are projected onto the images that downsample to the input,
+        # as the app does (engine.degrade.match_low_resolution); the raw G output is scored too.
+        "sr_projection": True,
     }
     records = read_all_results(out_path, own=results_path)
     _check_resumable(records, run, results_path)
@@ -734,7 +738,7 @@ def run_evaluation(
                                 resolution) if pending else {}
     image_folder = out_path / "images"
     random_g: Generator | None = None
-    prepared: dict[tuple[str, str], tuple[Degradation, torch.Tensor, np.ndarray]] = {}
+    prepared: dict[tuple[str, str], tuple[Degradation, torch.Tensor, np.ndarray, np.ndarray | None]] = {}
     try:
         for image, task, method in pending:
             spec = TASK_SPECS[task]
@@ -753,8 +757,12 @@ def run_evaluation(
                 target = degradation.target_path(to_tensor(truth, device=engine.device))
                 input_rgb = to_uint8_image(target)
                 save_image(input_rgb, image_folder / task / f"{image.image_id}__input.png", overwrite=True)
-                prepared[key] = (degradation, target, input_rgb)
-            degradation, target, input_rgb = prepared[key]
+                low_rgb = (
+                    to_uint8_image(downsample_target_path(to_tensor(truth), spec.sr_factor))
+                    if spec.sr_factor else None
+                )
+                prepared[key] = (degradation, target, input_rgb, low_rgb)
+            degradation, target, input_rgb, low_rgb = prepared[key]
             bar.set_postfix_str(f"{image.image_id} {task} {method}", refresh=False)
 
             record = {
@@ -780,6 +788,7 @@ def run_evaluation(
                     record.update({
                         "metrics": twin["metrics"], "seconds": twin["seconds"],
                         "g_changed_tensors": twin["g_changed_tensors"], "result_png": twin["result_png"],
+                        **({"metrics_generator": twin["metrics_generator"]} if "metrics_generator" in twin else {}),
                         "identical_to": twin.get("identical_to", twin["method"]),
                     })
                     _append_record(results_path, record)
@@ -799,8 +808,11 @@ def run_evaluation(
                 record["g_changed_tensors"] = changed
                 if note:
                     record["note"] = note
+                if low_rgb is not None:
+                    record["metrics_generator"] = score_result(spec.engine_task, result, truth)
+                    result = match_low_resolution(result, low_rgb, spec.sr_factor)
             else:
-                result = _baseline_result(method, truth, input_rgb, degradation, resolution)
+                result = _baseline_result(method, truth, input_rgb, low_rgb, degradation, resolution)
             seconds = time.perf_counter() - started
             scored = scored_image(spec.engine_task, result, truth)
             result_png = image_folder / task / f"{image.image_id}__{method}.png"
@@ -822,12 +834,12 @@ def run_evaluation(
 
 
 def _baseline_result(
-    method: str, truth: np.ndarray, input_rgb: np.ndarray, degradation: Degradation, resolution: int
+    method: str, truth: np.ndarray, input_rgb: np.ndarray, low_rgb: np.ndarray | None,
+    degradation: Degradation, resolution: int,
 ) -> np.ndarray:
     if method in ("bicubic", "lanczos"):
-        low = to_uint8_image(downsample_target_path(to_tensor(truth), degradation.sr_factor))
         resample = Image.Resampling.BICUBIC if method == "bicubic" else Image.Resampling.LANCZOS
-        return _upscale(low, resolution, resample)
+        return _upscale(low_rgb, resolution, resample)
     if method in ("mean_fill", "harmonic_fill"):
         known = degradation.mask[0, 0].detach().cpu().numpy() >= 0.5
         return mean_fill(truth, known) if method == "mean_fill" else harmonic_fill(truth, known)
@@ -1031,6 +1043,18 @@ def write_report(results: Sequence[dict], out_dir: str | os.PathLike, *, command
             if failures:
                 notes.append(f"`{method}`: {len(failures)} run(s) stopped on a non-finite loss and were "
                              f"scored at the last finite state.")
+        generator_psnr = {
+            method: [r["metrics_generator"]["psnr"] for r in task_records
+                     if r["method"] == method and "metrics_generator" in r]
+            for method in methods
+        }
+        if any(generator_psnr.values()):
+            notes.append(
+                "Generative results are projected onto the images whose Lanczos downsampling is the "
+                "input (the least change that makes them agree with it, as the app does). PSNR of the "
+                "generator's own output, before that projection: "
+                + ", ".join(f"`{m}` {np.mean(v):.2f}" for m, v in generator_psnr.items() if v) + " dB."
+            )
         if task == "colorize":
             truth_chroma = [
                 r["metrics"]["chroma_truth"] for r in task_records if "chroma_truth" in r["metrics"]

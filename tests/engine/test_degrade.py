@@ -17,6 +17,7 @@ from engine.degrade import (
     downsample_generator_path,
     downsample_target_path,
     lanczos2_taps,
+    match_low_resolution,
     rgb_to_gray,
     upsample_bilinear,
 )
@@ -151,6 +152,61 @@ def test_target_path_keeps_dtype_and_carries_no_gradient() -> None:
     low = downsample_target_path(x, 2)
     assert low.dtype == torch.float64
     assert not low.requires_grad
+
+
+def smooth_photo(height: int, width: int, seed: int) -> np.ndarray:
+    """A photo-like uint8 image: random colour blobs, smooth, away from 0 and 255."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(40, 215, (height // 8 + 1, width // 8 + 1, 3)).astype(np.uint8)
+    return np.asarray(Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC))
+
+
+def pil_downsample(rgb: np.ndarray, factor: int) -> np.ndarray:
+    height, width = rgb.shape[:2]
+    return np.asarray(Image.fromarray(rgb).resize((width // factor, height // factor), Image.Resampling.LANCZOS))
+
+
+@pytest.mark.parametrize("size", [(64, 64), (48, 64)])
+def test_matched_result_downsamples_to_the_input(size: tuple[int, int]) -> None:
+    truth = smooth_photo(*size, seed=1)
+    low = pil_downsample(truth, 4)
+    # A result with the wrong tones and its own detail: noise plus a brightness shift.
+    rng = np.random.default_rng(2)
+    result = np.clip(truth.astype(int) + 25 + rng.integers(-30, 30, truth.shape), 0, 255).astype(np.uint8)
+    assert np.abs(pil_downsample(result, 4).astype(int) - low).mean() > 20
+    matched = match_low_resolution(result, low, 4)
+    assert matched.shape == truth.shape and matched.dtype == np.uint8
+    assert np.abs(pil_downsample(matched, 4).astype(int) - low).max() <= 1
+    squared_error = lambda image: np.mean((image.astype(float) - truth) ** 2)
+    assert squared_error(matched) < 0.6 * squared_error(result)
+
+
+def test_matching_never_moves_a_result_away_from_the_truth() -> None:
+    # An orthogonal projection onto a set that holds the truth: closer for any result.
+    truth = smooth_photo(32, 32, seed=3)
+    low = pil_downsample(truth, 4)
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        result = rng.integers(0, 256, truth.shape, dtype=np.uint8)
+        before = np.mean((result.astype(float) - truth) ** 2)
+        after = np.mean((match_low_resolution(result, low, 4).astype(float) - truth) ** 2)
+        assert after <= before
+
+
+def test_a_consistent_result_is_left_as_it_is() -> None:
+    truth = smooth_photo(32, 32, seed=5)
+    matched = match_low_resolution(truth, pil_downsample(truth, 2), 2)
+    assert np.abs(matched.astype(int) - truth).max() <= 1
+
+
+def test_matching_refuses_mismatched_sizes_and_types() -> None:
+    image = smooth_photo(32, 32, seed=6)
+    with pytest.raises(BadInputError, match=r"needs a 8×8 low-resolution input, not 16×16"):
+        match_low_resolution(image, pil_downsample(image, 2), 4)
+    with pytest.raises(BadInputError, match="uint8"):
+        match_low_resolution(image.astype(np.float32), pil_downsample(image, 4), 4)
+    with pytest.raises(BadInputError):
+        match_low_resolution(image, pil_downsample(image, 4), 3)
 
 
 # ---------------------------------------------------------------------------------------------

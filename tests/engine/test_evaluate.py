@@ -143,8 +143,23 @@ def test_quick_evaluation_end_to_end_and_resume(validation_tar, tmp_path, monkey
     known = centered_square_mask(64, 64)[0, 0].numpy() > 0
     np.testing.assert_array_equal(filled[known], truth[known])
 
+    # Generative SR results are matched to their low-resolution input (the raw G output is
+    # scored too); baselines are left as they are.
+    for record in lines:
+        if record["task"] == "sr4" and record["method"] in evaluate.DGP_METHODS:
+            truth = np.asarray(Image.open(out_dir / "images" / "truth" / f"{record['image_id']}.png"))
+            low = np.asarray(Image.fromarray(truth).resize((16, 16), Image.Resampling.LANCZOS))
+            result = np.asarray(Image.open(out_dir / record["result_png"]))
+            shrunk = np.asarray(Image.fromarray(result).resize((16, 16), Image.Resampling.LANCZOS))
+            assert np.abs(shrunk.astype(int) - low).mean() < 1.5
+            assert record["metrics"]["psnr"] >= record["metrics_generator"]["psnr"] - 0.05
+        else:
+            assert "metrics_generator" not in record
+
     # The report: one table per task with a row for every method that task runs.
     report = (out_dir / "evaluation.md").read_text()
+    projection_note = next(line for line in report.splitlines() if "before that projection:" in line)
+    assert all(f"`{m}` " in projection_note for m in evaluate.DGP_METHODS)
     assert "pytest quick evaluation" in report and "data_range = 1" in report
     sections = report.split("\n## ")
     for task, spec in evaluate.TASK_SPECS.items():
@@ -183,6 +198,11 @@ def test_quick_evaluation_end_to_end_and_resume(validation_tar, tmp_path, monkey
     # ...and different settings are refused instead of being mixed in.
     with pytest.raises(BadInputError, match="seed"):
         evaluate.run_evaluation(model, **{**options, "seed": 4})
+    # Results written before generative SR results were matched to their input neither.
+    older = [{**r, "run": {k: v for k, v in r["run"].items() if k != "sr_projection"}} for r in read_lines(out_dir)]
+    (out_dir / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in older))
+    with pytest.raises(BadInputError, match="sr_projection = False"):
+        evaluate.run_evaluation(model, **options)
 
 
 def saved_model_options(folder) -> list[str]:
