@@ -910,13 +910,18 @@ def _iteration_scale_note(scale: float) -> str:
 
 
 def _mean_and_std(values: Sequence[float], scale: float, decimals: int) -> str:
+    """Mean ± sample std; an infinite PSNR (an exact result) is counted beside, not averaged."""
     array = np.asarray(values, dtype=np.float64) * scale
-    if not np.all(np.isfinite(array)):
-        return "inf" if np.all(array[~np.isfinite(array)] > 0) else "n/a"
-    mean = array.mean()
-    if array.size < 2:
-        return f"{mean:.{decimals}f}"
-    return f"{mean:.{decimals}f} ± {array.std(ddof=1):.{decimals}f}"
+    if np.isnan(array).any() or (array == -np.inf).any():
+        return "n/a"
+    finite = array[np.isfinite(array)]
+    exact = array.size - finite.size
+    exact_note = f" (and {exact} × ∞)" if exact else ""
+    if finite.size == 0:
+        return "∞"
+    if finite.size < 2:
+        return f"{finite[0]:.{decimals}f}{exact_note}"
+    return f"{finite.mean():.{decimals}f} ± {finite.std(ddof=1):.{decimals}f}{exact_note}"
 
 
 def _read_png(path: Path, size: int) -> np.ndarray:
@@ -1009,7 +1014,8 @@ def write_report(results: Sequence[dict], out_dir: str | os.PathLike, *, command
         "recomposition (L* of the ground truth, a* b* of the result), with the mean chroma "
         "√(a*² + b*²) of that image beside it; super-resolution and reconstruction on the whole image.",
         "- Cells are mean ± sample standard deviation over the N images; *s/image* is the wall time of "
-        "the whole method per image (latent search included for DGP methods).",
+        "the whole method per image (latent search included for DGP methods). A result equal to the "
+        "ground truth has PSNR = ∞: it is counted beside the mean (\"and k × ∞\"), not averaged in.",
         "",
         "## Methods",
         "",

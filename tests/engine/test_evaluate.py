@@ -300,6 +300,14 @@ def test_shards_split_the_sample_and_the_last_report_covers_all(validation_tar, 
             evaluate.parse_shard(bad)
 
 
+def test_table_cells_count_exact_results_beside_the_mean():
+    assert evaluate._mean_and_std([20.0, 22.0], 1.0, 2) == "21.00 ± 1.41"
+    assert evaluate._mean_and_std([20.0, 22.0, math.inf], 1.0, 2) == "21.00 ± 1.41 (and 1 × ∞)"
+    assert evaluate._mean_and_std([0.002], 1e3, 3) == "2.000"
+    assert evaluate._mean_and_std([math.inf, math.inf], 1.0, 2) == "∞"
+    assert evaluate._mean_and_std([20.0, math.nan], 1.0, 2) == "n/a"
+
+
 def test_paired_differences_match_images_and_count_wins():
     def record(image, method, psnr):
         return {"image": image, "method": method, "metrics": {"psnr": psnr}}
