@@ -18,10 +18,16 @@ shards="${DGP_EVAL_SHARDS:-$(nproc)}"
 limit="${DGP_EVAL_LIMIT:-200}"
 mkdir -p "$out"
 
+evaluate() {  # evaluate SHARD [EXTRA OPTIONS]: one shard's process
+    local shard="$1"
+    shift
+    dgp-studio evaluate --data "$data" --limit "$limit" --quick --seed 0 --threads 1 \
+        --shard "$shard/$shards" --out "$out" "$@"
+}
+
 pids=()
 for shard in $(seq 1 "$shards"); do
-    command=(dgp-studio evaluate --data "$data" --limit "$limit" --quick --seed 0 --threads 1
-             --shard "$shard/$shards" --out "$out" "$@")
+    command=(evaluate "$shard" "$@")
     if [ "$shard" -eq 1 ]; then
         "${command[@]}" &
     else
@@ -39,9 +45,20 @@ if [ "$status" -ne 0 ]; then
     exit "$status"
 fi
 
-# The last shard to finish wrote the report over every shard's results: publish it in docs/.
+# Each shard writes the report over every shard's results when it stops, so two that stop
+# together can race and leave a report that misses the other's last images. With all of them
+# finished, one more pass (nothing left to run) writes it over everything; publish that in docs/.
+evaluate 1 "$@" 2> "$out/final-report.log"
 mkdir -p docs/evaluation
 cp "$out"/sheet_*.png docs/evaluation/
-sed 's#](sheet_#](evaluation/sheet_#' "$out/evaluation.md" > docs/evaluation.md.tmp
+report_body() {  # the generated report without its title, the sheets' links pointing into docs/evaluation/
+    tail -n +2 "$out/evaluation.md" | sed 's#](sheet_#](evaluation/sheet_#'
+}
+if grep -qx '## The run' docs/evaluation.md 2>/dev/null; then
+    # Keep the hand-written part above "## The run" and replace what follows it.
+    { sed '/^## The run$/,$d' docs/evaluation.md; echo '## The run'; report_body; } > docs/evaluation.md.tmp
+else
+    { head -n 1 "$out/evaluation.md"; report_body; } > docs/evaluation.md.tmp
+fi
 mv docs/evaluation.md.tmp docs/evaluation.md
 echo "wrote docs/evaluation.md and docs/evaluation/sheet_*.png"
