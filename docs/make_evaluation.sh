@@ -18,16 +18,10 @@ shards="${DGP_EVAL_SHARDS:-$(nproc)}"
 limit="${DGP_EVAL_LIMIT:-200}"
 mkdir -p "$out"
 
-evaluate() {  # evaluate SHARD [EXTRA OPTIONS]: one shard's process
-    local shard="$1"
-    shift
-    dgp-studio evaluate --data "$data" --limit "$limit" --quick --seed 0 --threads 1 \
-        --shard "$shard/$shards" --out "$out" "$@"
-}
-
 pids=()
 for shard in $(seq 1 "$shards"); do
-    command=(evaluate "$shard" "$@")
+    command=(dgp-studio evaluate --data "$data" --limit "$limit" --quick --seed 0 --threads 1
+             --shard "$shard/$shards" --out "$out" "$@")
     if [ "$shard" -eq 1 ]; then
         "${command[@]}" &
     else
@@ -45,10 +39,7 @@ if [ "$status" -ne 0 ]; then
     exit "$status"
 fi
 
-# Each shard writes the report over every shard's results when it stops, so two that stop
-# together can race and leave a report that misses the other's last images. With all of them
-# finished, one more pass (nothing left to run) writes it over everything; publish that in docs/.
-evaluate 1 "$@" 2> "$out/final-report.log"
+# The last shard to stop wrote the report over every shard's results: publish it in docs/.
 mkdir -p docs/evaluation
 cp "$out"/sheet_*.png docs/evaluation/
 report_body() {  # the generated report without its title, the sheets' links pointing into docs/evaluation/

@@ -827,9 +827,27 @@ def run_evaluation(
     finally:
         bar.close()
         if shard is not None:
-            records = read_all_results(out_path)   # the other shards' progress too
-        if records:
+            records = _write_report_over_every_shard(out_path, command)
+        elif records:
             write_report(records, out_path, command=command)
+    return records
+
+
+def _write_report_over_every_shard(out_path: Path, command: str) -> list[dict]:
+    """Write the report over every shard's records, until no shard has added one meanwhile.
+
+    Each shard writes the report when it stops. Two that stop together could each
+    read the records before the other's last append, and the later write would then
+    miss images; reading again after each write, and writing again when the count
+    grew, leaves the last write covering every record appended before it.
+    """
+    records = read_all_results(out_path)
+    while records:
+        write_report(records, out_path, command=command)
+        latest = read_all_results(out_path)
+        if len(latest) == len(records):
+            break
+        records = latest
     return records
 
 

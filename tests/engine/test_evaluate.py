@@ -300,6 +300,17 @@ def test_shards_split_the_sample_and_the_last_report_covers_all(validation_tar, 
             evaluate.parse_shard(bad)
 
 
+def test_a_shard_rewrites_the_report_when_another_appended_meanwhile(tmp_path, monkeypatch):
+    # Shard 2 appends its last record after shard 1 read the folder but before shard 1 wrote.
+    every = [{"image": f"w/{index}.JPEG", "task": "inpaint", "method": "mean_fill"} for index in range(3)]
+    views = iter([every[:2], every, every])
+    written = []
+    monkeypatch.setattr(evaluate, "read_all_results", lambda out_dir, own=None: next(views))
+    monkeypatch.setattr(evaluate, "write_report", lambda records, out_dir, command: written.append(len(records)))
+    assert evaluate._write_report_over_every_shard(tmp_path, "cmd") == every
+    assert written == [2, 3]
+
+
 def test_table_cells_count_exact_results_beside_the_mean():
     assert evaluate._mean_and_std([20.0, 22.0], 1.0, 2) == "21.00 ± 1.41"
     assert evaluate._mean_and_std([20.0, 22.0, math.inf], 1.0, 2) == "21.00 ± 1.41 (and 1 × ∞)"
