@@ -42,14 +42,12 @@ fi
 # The last shard to stop wrote the report over every shard's results: publish it in docs/.
 mkdir -p docs/evaluation
 cp "$out"/sheet_*.png docs/evaluation/
-report_body() {  # the generated report without its title, the sheets' links pointing into docs/evaluation/
-    tail -n +2 "$out/evaluation.md" | sed 's#](sheet_#](evaluation/sheet_#'
-}
+report="$(sed 's#](sheet_#](evaluation/sheet_#' "$out/evaluation.md")"  # sheet links into docs/evaluation/
 if grep -qx '## The run' docs/evaluation.md 2>/dev/null; then
-    # Keep the hand-written part above "## The run" and replace what follows it.
-    { sed '/^## The run$/,$d' docs/evaluation.md; echo '## The run'; report_body; } > docs/evaluation.md.tmp
+    # Keep the hand-written part above "## The run"; the generated report, less its title, follows it.
+    { sed '/^## The run$/,$d' docs/evaluation.md; echo '## The run'; tail -n +2 <<< "$report"; } > docs/evaluation.md.tmp
 else
-    { head -n 1 "$out/evaluation.md"; report_body; } > docs/evaluation.md.tmp
+    echo "$report" > docs/evaluation.md.tmp
 fi
 mv docs/evaluation.md.tmp docs/evaluation.md
 echo "wrote docs/evaluation.md and docs/evaluation/sheet_*.png"
