@@ -39,12 +39,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine import events as ev  # noqa: E402
-from engine.biggan import BigGANConfig, Discriminator, Generator  # noqa: E402
-from engine.degrade import degradation_for_task  # noqa: E402
-from engine.devices import precision_label, select_autocast_dtype, select_device  # noqa: E402
-from engine.dgp import feature_loss, generator_parameter_groups, run_dgp  # noqa: E402
-from engine.schedule import resolve_preset  # noqa: E402
+from engine import events as ev
+from engine.biggan import BigGANConfig, Discriminator, Generator
+from engine.degrade import degradation_for_task
+from engine.devices import precision_label, select_autocast_dtype, select_device
+from engine.dgp import feature_loss, generator_parameter_groups, run_dgp
+from engine.schedule import resolve_preset
 
 
 def random_pair(config: BigGANConfig) -> tuple[Generator, Discriminator]:
@@ -76,9 +76,9 @@ def published_style_candidates(generator, discriminator, degradation, target, co
 
 def published_style_iterations(generator, discriminator, degradation, target, original, count: int) -> list[float]:
     """Seconds per iteration, the reference's way (fp32, all groups, metrics every step)."""
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
     import copy
+
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     generator = copy.deepcopy(generator)
     discriminator = copy.deepcopy(discriminator)

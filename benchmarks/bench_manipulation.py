@@ -31,10 +31,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.api import Engine, LoadedModel, MorphRenderer, builtin_model_folder, load_model  # noqa: E402
-from engine.biggan import BigGANConfig, Discriminator, Generator, orthogonal_init_  # noqa: E402
-from engine.export import AnimationOptions, export_animation, timeline_lambdas  # noqa: E402
-from engine.state import GeneratorState  # noqa: E402
+from engine.api import Engine, LoadedModel, MorphRenderer, builtin_model_folder, load_model
+from engine.biggan import BigGANConfig, Discriminator, Generator, orthogonal_init_
+from engine.export import AnimationOptions, export_animation, timeline_lambdas
+from engine.state import GeneratorState
 
 BUILTIN_ARCHITECTURE = BigGANConfig(
     resolution=64, g_ch=16, d_ch=16, n_classes=200, g_attention=(16,), d_attention=(16,)

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.checksums import sha256_file
 from engine.biggan import BigGANConfig, Discriminator, Generator, spectral_norm_layers
+from engine.checksums import sha256_file
 from engine.composite import (
     RegionOfInterest,
     composite_for_task,

@@ -27,21 +27,21 @@ from engine.errors import BadInputError
 from engine.imageio import LoadedImage
 
 __all__ = [
+    "COMPOSITE_TASKS",
     "RegionOfInterest",
-    "prepare_model_input",
-    "prepare_mask",
+    "composite_colorization",
+    "composite_for_task",
+    "composite_inpainting",
+    "composite_reconstruction",
+    "composite_super_resolution",
+    "default_feather_px",
+    "lab_to_srgb_uint8",
     "prepare_low_resolution_input",
+    "prepare_mask",
+    "prepare_model_input",
     "small_region_notice",
     "srgb_to_lab",
-    "lab_to_srgb_uint8",
-    "default_feather_px",
     "unreachable_mask_fraction",
-    "composite_colorization",
-    "composite_inpainting",
-    "composite_super_resolution",
-    "composite_reconstruction",
-    "composite_for_task",
-    "COMPOSITE_TASKS",
 ]
 
 #: Tasks :func:`composite_for_task` knows (the same names as ``engine.degrade``).

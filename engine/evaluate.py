@@ -57,7 +57,7 @@ import tarfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -1006,34 +1006,34 @@ def write_report(results: Sequence[dict], out_dir: str | os.PathLike, *, command
     lines = [
         "# DGP evaluation",
         "",
-        f"- Date: {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
+        f"- Date: {datetime.now(UTC).isoformat(timespec='seconds')}",
         f"- Commit: `{_git_commit()}`",
         f"- Command: `{command or '(not recorded)'}`"
         + (f" (one of {shards} processes that split the sample with `--shard K/{shards}`)" if shards > 1 else ""),
-        f"- Model: {run.get('model_name', '?')} (identity `{run.get('model', '?')}`, "
-        f"{run.get('resolution', '?')} px) on {run.get('device', '?')}, {run.get('precision', '?')}",
-        f"- Data: {len(images)} images of `{run.get('data', '?')}`, a seeded random sample "
+        (f"- Model: {run.get('model_name', '?')} (identity `{run.get('model', '?')}`, "
+        f"{run.get('resolution', '?')} px) on {run.get('device', '?')}, {run.get('precision', '?')}"),
+        (f"- Data: {len(images)} images of `{run.get('data', '?')}`, a seeded random sample "
         f"(seed {run.get('seed', '?')}: the first images of a permutation of the "
         f"{run.get('eligible_images', '?')} validation images whose class the model knows; "
         f"{run.get('skipped_images', 0)} others skipped); the list is in `{SAMPLE_FILE}`. Each image is "
-        f"resized to the model resolution; the class is known (the validation label).",
-        f"- Schedules: each task's {'preset named below' if run.get('presets') else 'default preset for the model'}"
+        f"resized to the model resolution; the class is known (the validation label)."),
+        (f"- Schedules: each task's {'preset named below' if run.get('presets') else 'default preset for the model'}"
         f"{' (quick variant)' if run.get('quick') else ''}"
         f"{_iteration_scale_note(run.get('iteration_scale', 1.0))}"
-        f"; every DGP method uses the same latent-search seed and iteration budget.",
+        f"; every DGP method uses the same latent-search seed and iteration budget."),
         "",
         "## How the numbers are computed",
         "",
-        "- Images are compared in [0, 1] (uint8 / 255) with **data_range = 1** for PSNR and SSIM "
+        ("- Images are compared in [0, 1] (uint8 / 255) with **data_range = 1** for PSNR and SSIM "
         "(scikit-image's `structural_similarity` defaults: 7×7 uniform window, sample covariance, "
         "mean over channels). *SSIM, range 2* is the same with data_range = 2, which is what the DGP "
-        "reference code effectively computed; only that column is comparable with the paper's SSIM.",
-        "- Inpainting is scored inside the centred square hole only; colorization on the Lab "
+        "reference code effectively computed; only that column is comparable with the paper's SSIM."),
+        ("- Inpainting is scored inside the centred square hole only; colorization on the Lab "
         "recomposition (L* of the ground truth, a* b* of the result), with the mean chroma "
-        "√(a*² + b*²) of that image beside it; super-resolution and reconstruction on the whole image.",
-        "- Cells are mean ± sample standard deviation over the N images; *s/image* is the wall time of "
+        "√(a*² + b*²) of that image beside it; super-resolution and reconstruction on the whole image."),
+        ("- Cells are mean ± sample standard deviation over the N images; *s/image* is the wall time of "
         "the whole method per image (latent search included for DGP methods). A result equal to the "
-        "ground truth has PSNR = ∞: it is counted beside the mean (\"and k × ∞\"), not averaged in.",
+        "ground truth has PSNR = ∞: it is counted beside the mean (\"and k × ∞\"), not averaged in."),
         "",
         "## Methods",
         "",

@@ -36,8 +36,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from engine.errors import BadInputError
-from engine.files import move_into_place
 from engine.events import Progress
+from engine.files import move_into_place
 
 __all__ = [
     "EASING_KINDS",

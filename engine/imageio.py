@@ -28,13 +28,13 @@ from engine.errors import BadInputError
 from engine.files import move_into_place
 
 __all__ = [
+    "SAVE_FORMATS",
     "LoadedImage",
     "load_image",
     "load_mask",
     "save_image",
     "to_tensor",
     "to_uint8",
-    "SAVE_FORMATS",
 ]
 
 #: Output formats by lower-case suffix.
@@ -515,7 +515,7 @@ def _create_temporary_beside(path: Path, folder: Path) -> tuple[Path, BinaryIO]:
     for _ in range(100):
         candidate = folder / f".{path.name}.{secrets.token_hex(6)}.part"
         try:
-            return candidate, open(candidate, "xb")  # noqa: SIM115 - closed by the caller's with
+            return candidate, open(candidate, "xb")
         except FileExistsError:
             continue
         except OSError as error:

@@ -40,8 +40,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 
-from engine.checksums import sha256_file
 from engine.biggan import BigGANConfig
+from engine.checksums import sha256_file
 from engine.errors import BadInputError
 
 logger = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ import os
 import pickle
 import re
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, Union
 
 import torch
 
@@ -37,7 +37,7 @@ from engine.biggan import (
 )
 from engine.errors import BadInputError
 
-StateSource = Union[str, os.PathLike, Mapping[str, torch.Tensor]]
+StateSource = str | os.PathLike | Mapping[str, torch.Tensor]
 
 # Keys the DGP generator owns that BigGAN-PyTorch files lack (IN switch).
 _MODEL_ONLY_KEY = re.compile(r"^blocks\.\d+\.0\.in[12]\.(weight|bias)$")

@@ -148,7 +148,7 @@ def _number(origin: str, data: dict, key: str, *, minimum: float = 0.0, integer:
 def _stage_from(origin: str, data: dict) -> Stage:
     unknown = set(data) - _STAGE_KEYS
     if unknown:
-        raise BadInputError(f"{origin}: unknown key {sorted(unknown)[0]} in a stage.")
+        raise BadInputError(f"{origin}: unknown key {min(unknown)} in a stage.")
     feature_layers = data.get("feature_layers")
     if feature_layers not in ("all", "all-but-first"):
         feature_layers = _number(origin, data, "feature_layers", minimum=1, integer=True)
@@ -177,7 +177,7 @@ def schedule_from_dict(data: dict, *, origin: str) -> Schedule:
         raise _fail(origin, "schema", data.get("schema"), "this version reads schema = 1")
     unknown = set(data) - _TOP_KEYS
     if unknown:
-        raise BadInputError(f"{origin}: unknown key {sorted(unknown)[0]}.")
+        raise BadInputError(f"{origin}: unknown key {min(unknown)}.")
     task = data.get("task")
     if task not in TASKS:
         raise _fail(origin, "task", task, f"expected one of {', '.join(TASKS)}")

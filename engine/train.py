@@ -110,7 +110,7 @@ def load_shards(
     labels: list[int] = []
     for shard in shard_paths:
         try:
-            archive = tarfile.open(shard)
+            archive = tarfile.open(shard)  # noqa: SIM115 - closed by the `with archive` below
         except (tarfile.TarError, OSError) as error:
             raise BadInputError(f"{shard}: cannot read the tar shard ({error}).") from None
         with archive:
@@ -609,7 +609,7 @@ def _install_stop_handler():
         return lambda: False
     requested = []
 
-    def handler(signum, frame):  # noqa: ARG001
+    def handler(signum, frame):
         requested.append(signum)
 
     signal.signal(signal.SIGTERM, handler)

@@ -15,11 +15,11 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import importlib.abc  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+import importlib.abc
+import sys
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
 BLOCK_QT_VARIABLE = "DGP_STUDIO_BLOCK_QT"
 BLOCKED_TOP_LEVEL_MODULES = frozenset({"PySide6", "shiboken6", "qasync", "platformdirs"})
@@ -31,14 +31,13 @@ GOLDEN_FIXTURE_NAME = "biggan128_ch8_golden.pt"
 class _BlockedModuleFinder(importlib.abc.MetaPathFinder):
     """Refuses the GUI-side packages the engine must never import."""
 
-    def find_spec(self, fullname, path=None, target=None):  # noqa: D102 - importlib protocol
+    def find_spec(self, fullname, path=None, target=None):
         if fullname.partition(".")[0] in BLOCKED_TOP_LEVEL_MODULES:
             raise ModuleNotFoundError(
                 f"{fullname} is blocked for this test run ({BLOCK_QT_VARIABLE}=1): "
                 f"the engine must not import the GUI stack.",
                 name=fullname,
             )
-        return None
 
 
 def _qt_is_blocked() -> bool:

@@ -28,10 +28,10 @@ FAST = {"chunk_bytes": 16 * 1024, "timeout_seconds": 5.0, "retry_delay_seconds":
 class _Handler(BaseHTTPRequestHandler):
     """Serves ``server.files``; honours ``Range`` unless told not to; can break a transfer."""
 
-    def log_message(self, format, *args):  # noqa: A002 - keep the test output quiet
+    def log_message(self, format, *args):
         pass
 
-    def do_GET(self):  # noqa: N802 - http.server's naming
+    def do_GET(self):
         server = self.server
         data = server.files.get(self.path)
         range_header = self.headers.get("Range")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator
 from fractions import Fraction
@@ -326,7 +327,7 @@ def test_progress_total_is_zero_when_the_count_is_unknown(tmp_path):
 def test_ease_endpoints_and_monotonic(kind):
     assert ease(0.0, kind) == 0.0 and ease(1.0, kind) == 1.0
     values = [ease(t, kind) for t in np.linspace(0, 1, 101)]
-    assert all(b >= a for a, b in zip(values, values[1:]))
+    assert all(b >= a for a, b in itertools.pairwise(values))
 
 
 def test_ease_shapes_and_errors():
@@ -344,7 +345,7 @@ def test_timeline_endpoints_spacing_and_monotonicity():
     assert len(timeline) == 20
     assert timeline[0] == (0, 0.0) and timeline[-1] == (2, 1.0)
     positions = [segment + weight for segment, weight in timeline]
-    assert all(b > a for a, b in zip(positions, positions[1:]))
+    assert all(b > a for a, b in itertools.pairwise(positions))
     assert all(0 <= segment <= 2 and 0.0 <= weight <= 1.0 for segment, weight in timeline)
 
 

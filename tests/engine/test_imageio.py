@@ -409,7 +409,7 @@ def test_save_refuses_unknown_suffix_and_bad_arrays(tmp_path: Path) -> None:
 
 
 def test_failed_encode_leaves_no_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def failing_save(self, fp, format=None, **params):  # noqa: A002 - Pillow's parameter name
+    def failing_save(self, fp, format=None, **params):
         fp.write(b"partial")
         raise OSError("disk full")
 

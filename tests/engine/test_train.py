@@ -85,7 +85,7 @@ def test_published_files_load_and_rebuild_the_run(tiny_data, tmp_path):
     assert [c["name"] for c in card["classes"]] == ["goldfish", "European fire salamander"]
     for entry in card["files"].values():
         assert hashlib.sha256((model_dir / entry["name"]).read_bytes()).hexdigest() == entry["sha256"]
-    generator, discriminator = load_biggan(model_dir / card["files"]["G"]["name"], model_dir / card["files"]["D"]["name"])
+    generator, _discriminator = load_biggan(model_dir / card["files"]["G"]["name"], model_dir / card["files"]["D"]["name"])
     assert generator.config.class_names == ("goldfish", "European fire salamander")
     assert generator.config.class_imagenet_indices == (1, 25)
 
@@ -120,7 +120,7 @@ def test_the_shipped_model_matches_its_card():
     card = json.loads(card_path.read_text())
     for entry in card["files"].values():
         assert hashlib.sha256((folder / entry["name"]).read_bytes()).hexdigest() == entry["sha256"]
-    generator, discriminator = load_biggan(folder / card["files"]["G"]["name"], folder / card["files"]["D"]["name"])
+    generator, _discriminator = load_biggan(folder / card["files"]["G"]["name"], folder / card["files"]["D"]["name"])
     assert generator.config.resolution == card["architecture"]["resolution"]
     assert len(card["classes"]) == generator.config.n_classes
     with torch.no_grad():
