@@ -482,18 +482,28 @@ def train(
 
 
 # --------------------------------------------------------------------------
-# Publishing: the shipped model and the committed resumable state
+# Publishing: the committed training state and the shipped model
 #
-# The repository keeps one training checkpoint across sessions without
-# storing anything twice: the shipped folder holds the EMA generator and the
-# discriminator (fp16 safetensors + model card), and the training folder
-# holds the non-EMA generator plus the run's step and configs. Together they
-# are the whole resumable state (Adam moments are re-estimated on resume).
+# Two separate things leave a run folder. The *training state* is the run's
+# fp16 resume file (G, EMA-G and D with the step and both configs in its
+# metadata), its latest sample grid and loss log; it is committed once per
+# session so the next session continues, and it may run ahead of the shipped
+# model. *Shipping* writes the EMA generator and the discriminator with a
+# model card into the app's model folder; that is done only when a checkpoint
+# has been measured to be better than the one shipped.
 
 PUBLISHED_G_FILE = "G_ema.safetensors"
 PUBLISHED_D_FILE = "D.safetensors"
 PUBLISHED_CARD = "model.json"
-TRAINING_G_FILE = "G_training.safetensors"
+
+
+def _copy_atomically(source: Path, destination: Path) -> None:
+    import shutil
+
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    temporary = destination.with_name(destination.name + ".tmp")
+    shutil.copyfile(source, temporary)
+    os.replace(temporary, destination)
 
 
 def _write_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
@@ -505,8 +515,30 @@ def _write_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[
     os.replace(temporary, path)
 
 
-def publish(run_dir: Path, *, model_dir: Path, training_dir: Path, data_dir: Path | None = None) -> dict:
-    """Write the shipped model (EMA-G, D, card) and the committed training state from a run."""
+def publish_training_state(run_dir: Path, training_dir: Path) -> int:
+    """Copy the run's resumable state, sample grid and log into ``training_dir``; returns the step."""
+    from safetensors import safe_open
+
+    with safe_open(str(run_dir / RESUME_FILE), framework="pt") as handle:
+        step = int(handle.metadata()["step"])
+    for name in (RESUME_FILE, SAMPLES_FILE, LOG_FILE):
+        if (run_dir / name).exists():
+            _copy_atomically(run_dir / name, training_dir / name)
+    return step
+
+
+def seed_run_from_training_state(run_dir: Path, training_dir: Path) -> bool:
+    """Recreate ``run_dir`` from a committed training folder; False if it holds no state."""
+    if not (training_dir / RESUME_FILE).exists():
+        return False
+    for name in (RESUME_FILE, SAMPLES_FILE, LOG_FILE):
+        if (training_dir / name).exists() and not (run_dir / name).exists():
+            _copy_atomically(training_dir / name, run_dir / name)
+    return True
+
+
+def ship_model(run_dir: Path, model_dir: Path, *, data_dir: Path | None = None) -> dict:
+    """Write the shipped model (EMA-G, D, model card) from the run's latest state; returns the card."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -521,18 +553,6 @@ def publish(run_dir: Path, *, model_dir: Path, training_dir: Path, data_dir: Pat
     for prefix, name in parts.items():
         selected = {k[len(prefix):]: v.to(torch.float16).contiguous() for k, v in tensors.items() if k.startswith(prefix)}
         _write_tensors(selected, model_dir / name, model_metadata)
-    generator = {k[len("G."):]: v.to(torch.float16).contiguous() for k, v in tensors.items() if k.startswith("G.")}
-    _write_tensors(generator, training_dir / TRAINING_G_FILE, dict(metadata))
-    samples = run_dir / SAMPLES_FILE
-    if samples.exists():
-        import shutil
-
-        shutil.copyfile(samples, training_dir / SAMPLES_FILE)
-    log = run_dir / LOG_FILE
-    if log.exists():
-        import shutil
-
-        shutil.copyfile(log, training_dir / LOG_FILE)
     training_config = json.loads(metadata["training_config"])
     card = {
         "name": f"Built-in BigGAN-{model_config['resolution']} (Tiny ImageNet, {len(model_config['class_names'])} classes)",
@@ -578,28 +598,6 @@ def publish(run_dir: Path, *, model_dir: Path, training_dir: Path, data_dir: Pat
     return card
 
 
-def seed_run_from_published(run_dir: Path, *, model_dir: Path, training_dir: Path) -> bool:
-    """Recreate ``run_dir/resume.safetensors`` from the committed files; False if there are none."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    g_training = training_dir / TRAINING_G_FILE
-    if not g_training.exists() or not (model_dir / PUBLISHED_G_FILE).exists():
-        return False
-    with safe_open(str(g_training), framework="pt") as handle:
-        metadata = handle.metadata()
-    tensors = {f"G.{k}": v for k, v in load_file(str(g_training)).items()}
-    tensors.update({f"G_ema.{k}": v for k, v in load_file(str(model_dir / PUBLISHED_G_FILE)).items()})
-    tensors.update({f"D.{k}": v for k, v in load_file(str(model_dir / PUBLISHED_D_FILE)).items()})
-    _write_tensors(tensors, run_dir / RESUME_FILE, dict(metadata))
-    for name in (SAMPLES_FILE, LOG_FILE):
-        if (training_dir / name).exists() and not (run_dir / name).exists():
-            import shutil
-
-            shutil.copyfile(training_dir / name, run_dir / name)
-    return True
-
-
 def _install_stop_handler():
     """SIGTERM/SIGINT end the loop after the current step; the state is then saved."""
     import signal
@@ -640,12 +638,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit-images", type=int, default=None, help="use only the first N images (tests)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--seed-from", type=Path, metavar="TRAINING_DIR",
-                        help="with --resume: if --out has no checkpoint, rebuild it from this committed "
-                             "training folder and --model-dir")
-    parser.add_argument("--model-dir", type=Path, metavar="DIR",
-                        help="shipped model folder (EMA-G, D, model card) for --seed-from / --publish")
+                        help="with --resume: if --out has no checkpoint, start from the training state "
+                             "committed in this folder")
     parser.add_argument("--publish", type=Path, metavar="TRAINING_DIR",
-                        help="do not train: write --model-dir and TRAINING_DIR from the run in --out")
+                        help="do not train: copy the run's resumable state, sample grid and log from --out "
+                             "into TRAINING_DIR")
+    parser.add_argument("--model-dir", type=Path, metavar="DIR",
+                        help="with --publish: also ship the run's EMA generator and discriminator with a "
+                             "model card into DIR (the app's model folder)")
     return parser
 
 
@@ -654,23 +654,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.publish:
-        if not args.model_dir:
-            print("dgp-studio train: --publish needs --model-dir.", file=sys.stderr)
-            return 2
         if not (args.out / RESUME_FILE).exists():
             print(f"dgp-studio train: {args.out} holds no {RESUME_FILE} to publish.", file=sys.stderr)
             return 2
-        card = publish(args.out, model_dir=args.model_dir, training_dir=args.publish, data_dir=args.data)
-        print(f"published step {card['training']['generator_steps']} to {args.model_dir} and {args.publish}")
+        step = publish_training_state(args.out, args.publish)
+        print(f"published the training state at step {step} to {args.publish}")
+        if args.model_dir:
+            ship_model(args.out, args.model_dir, data_dir=args.data)
+            print(f"shipped the model at step {step} to {args.model_dir}")
         return 0
+    if args.model_dir:
+        print("dgp-studio train: --model-dir only goes with --publish.", file=sys.stderr)
+        return 2
     config = None
     if args.resume and args.seed_from and not (args.out / RESUME_FILE).exists():
         args.out.mkdir(parents=True, exist_ok=True)
-        if not args.model_dir:
-            print("dgp-studio train: --seed-from needs --model-dir.", file=sys.stderr)
+        if not seed_run_from_training_state(args.out, args.seed_from):
+            print(f"dgp-studio train: {args.seed_from} holds no {RESUME_FILE} to continue from.", file=sys.stderr)
             return 2
-        if seed_run_from_published(args.out, model_dir=args.model_dir, training_dir=args.seed_from):
-            print(f"rebuilt {args.out / RESUME_FILE} from {args.seed_from} and {args.model_dir}", flush=True)
+        print(f"started {args.out} from the training state in {args.seed_from}", flush=True)
     if args.resume:
         config = read_run_config(args.out)
         if config is not None:

@@ -20,9 +20,8 @@ from engine.train import (
     SAMPLES_FILE,
     diff_augment,
     main,
-    publish,
     read_run_config,
-    seed_run_from_published,
+    ship_model,
 )
 
 CLASSES = [
@@ -76,27 +75,48 @@ def test_training_runs_saves_and_resumes(tiny_data, tmp_path):
     assert lines[0].startswith("step,")
 
 
-def test_published_files_load_and_rebuild_the_run(tiny_data, tmp_path):
+def test_shipped_files_load_and_match_their_card(tiny_data, tmp_path):
     run = tmp_path / "run"
     assert main(tiny_args(tiny_data, run, 2)) == 0
-    model_dir, training_dir = tmp_path / "model", tmp_path / "training"
-    card = publish(run, model_dir=model_dir, training_dir=training_dir, data_dir=tiny_data)
+    model_dir = tmp_path / "model"
+    card = ship_model(run, model_dir, data_dir=tiny_data)
     assert card["training"]["generator_steps"] == 2
     assert [c["name"] for c in card["classes"]] == ["goldfish", "European fire salamander"]
+    assert json.loads((model_dir / PUBLISHED_CARD).read_text()) == card
     for entry in card["files"].values():
         assert hashlib.sha256((model_dir / entry["name"]).read_bytes()).hexdigest() == entry["sha256"]
     generator, _discriminator = load_biggan(model_dir / card["files"]["G"]["name"], model_dir / card["files"]["D"]["name"])
     assert generator.config.class_names == ("goldfish", "European fire salamander")
     assert generator.config.class_imagenet_indices == (1, 25)
 
-    fresh = tmp_path / "fresh"
-    fresh.mkdir()
-    assert seed_run_from_published(fresh, model_dir=model_dir, training_dir=training_dir)
-    assert main(tiny_args(tiny_data, fresh, 3) + ["--resume"]) == 0
+
+def test_published_training_state_continues_in_a_fresh_run_without_shipping(tiny_data, tmp_path):
     from safetensors import safe_open
 
+    run, training_dir, model_dir = tmp_path / "run", tmp_path / "training", tmp_path / "model"
+    assert main(tiny_args(tiny_data, run, 2)) == 0
+    assert main(["--out", str(run), "--publish", str(training_dir)]) == 0
+    assert sorted(p.name for p in training_dir.iterdir()) == sorted([RESUME_FILE, SAMPLES_FILE, "log.csv"])
+    assert not model_dir.exists()  # publishing the training state ships nothing
+
+    fresh = tmp_path / "fresh"
+    assert main(tiny_args(tiny_data, fresh, 3) + ["--resume", "--seed-from", str(training_dir)]) == 0
     with safe_open(str(fresh / RESUME_FILE), framework="pt") as handle:
         assert handle.metadata()["step"] == "3"
+    assert (fresh / "log.csv").read_text().startswith((training_dir / "log.csv").read_text())
+
+    assert main(["--out", str(fresh), "--publish", str(training_dir), "--model-dir", str(model_dir)]) == 0
+    card = json.loads((model_dir / PUBLISHED_CARD).read_text())
+    assert card["training"]["generator_steps"] == 3
+
+
+def test_seeding_from_a_folder_without_state_is_one_sentence(tiny_data, tmp_path, capsys):
+    empty = tmp_path / "no-state"
+    empty.mkdir()
+    assert main(tiny_args(tiny_data, tmp_path / "run", 2) + ["--resume", "--seed-from", str(empty)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == f"dgp-studio train: {empty} holds no {RESUME_FILE} to continue from."
+    assert not (tmp_path / "run" / RESUME_FILE).exists()
 
 
 def test_bad_data_folder_is_one_sentence(tmp_path, capsys):
