@@ -502,8 +502,11 @@ def _copy_atomically(source: Path, destination: Path) -> None:
 
     destination.parent.mkdir(parents=True, exist_ok=True)
     temporary = destination.with_name(destination.name + ".tmp")
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, destination)
+    try:
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, destination)
+    finally:
+        temporary.unlink(missing_ok=True)  # a failed copy leaves nothing behind to be committed
 
 
 def _write_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
