@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from engine.metrics import psnr
+
 SCALE = 4
 
 
@@ -48,7 +50,7 @@ def band_statistics(result: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     result_energy = float((np.abs(result_detail) ** 2).sum())
     truth_energy = float((np.abs(truth_detail) ** 2).sum())
     return {
-        "psnr": float(-10 * np.log10(((result - truth) ** 2).mean())),
+        "psnr": psnr(truth, result, data_range=1.0),
         "error_above_nyquist": float(error_spectrum[detail].sum() / error_spectrum.sum()),
         "detail_energy": result_energy / truth_energy,
         "detail_correlation": float(np.real((result_detail * np.conj(truth_detail)).sum()))

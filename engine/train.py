@@ -495,6 +495,8 @@ def train(
 PUBLISHED_G_FILE = "G_ema.safetensors"
 PUBLISHED_D_FILE = "D.safetensors"
 PUBLISHED_CARD = "model.json"
+#: What the committed training folder holds: the whole resumable state, the latest grid, the log.
+TRAINING_STATE_FILES = (RESUME_FILE, SAMPLES_FILE, LOG_FILE)
 
 
 def _copy_atomically(source: Path, destination: Path) -> None:
@@ -524,7 +526,7 @@ def publish_training_state(run_dir: Path, training_dir: Path) -> int:
 
     with safe_open(str(run_dir / RESUME_FILE), framework="pt") as handle:
         step = int(handle.metadata()["step"])
-    for name in (RESUME_FILE, SAMPLES_FILE, LOG_FILE):
+    for name in TRAINING_STATE_FILES:
         if (run_dir / name).exists():
             _copy_atomically(run_dir / name, training_dir / name)
     return step
@@ -534,7 +536,7 @@ def seed_run_from_training_state(run_dir: Path, training_dir: Path) -> bool:
     """Recreate ``run_dir`` from a committed training folder; False if it holds no state."""
     if not (training_dir / RESUME_FILE).exists():
         return False
-    for name in (RESUME_FILE, SAMPLES_FILE, LOG_FILE):
+    for name in TRAINING_STATE_FILES:
         if (training_dir / name).exists() and not (run_dir / name).exists():
             _copy_atomically(training_dir / name, run_dir / name)
     return True
