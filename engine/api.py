@@ -48,6 +48,7 @@ from engine.events import (
     Frame,
     Notice,
     RunBegan,
+    RunFinished,
     RunPlan,
     SearchProgress,
     StageBegan,
@@ -596,6 +597,8 @@ class Engine:
                 break
             results[run.index] = outcome.result
             preview.update(run.index, outcome.result.image, final=True)
+            yield RunFinished(index=run.index, count=len(plan.runs), result=outcome.result)
+            _keep_one_state(results, prepared.primary_index)
             if isinstance(outcome, Cancelled) or non_finite is not None:
                 break
             if class_index is None and request.task != "inpaint":
@@ -608,7 +611,7 @@ class Engine:
                 raise non_finite
             return
         composite = assemble_composite(prepared, results, detail_strength=self.detail_strength_for(request))
-        primary = results[prepared.primary_index] or finished[0]
+        primary = results[prepared.primary_index] or next(r for r in finished if r.state is not None)
         done_count = len(finished)
         cancelled = done_count < len(plan.runs) or any(r.cancelled for r in finished)
         notes = prepared.notes
@@ -854,6 +857,19 @@ class Engine:
             if should_stop is not None and should_stop.is_set():
                 return
             yield float(value), morpher.render(float(value))
+
+
+def _keep_one_state(results: list[RestoreResult | None], primary: int) -> None:
+    """Drop the fine-tuned weights of every finished run but one (BigGAN-128's are ~280 MB a run).
+
+    The primary run's state is kept; until it has finished, the first finished run's is.
+    """
+    keep = primary if results[primary] is not None else next(
+        (index for index, result in enumerate(results) if result is not None), None
+    )
+    for index, result in enumerate(results):
+        if result is not None and index != keep and result.state is not None:
+            results[index] = replace(result, state=None)
 
 
 class MorphRenderer:

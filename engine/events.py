@@ -58,6 +58,15 @@ class RunBegan:
 
 
 @dataclass(frozen=True)
+class RunFinished:
+    """One model run of a plan ended with ``result`` (its model-resolution images and state)."""
+
+    index: int
+    count: int
+    result: RestoreResult
+
+
+@dataclass(frozen=True)
 class SearchProgress:
     """Latent search: ``done`` of ``total`` candidates scored."""
 
@@ -134,6 +143,6 @@ class Progress:
 
 
 Event = (
-    Started | RunBegan | SearchProgress | SearchFinished | StageBegan | Step | Frame | Notice | Finished
+    Started | RunBegan | RunFinished | SearchProgress | SearchFinished | StageBegan | Step | Frame | Notice | Finished
     | Cancelled | Progress
 )
