@@ -31,11 +31,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from engine import events as ev  # noqa: E402
-from engine.api import Engine, RestoreRequest, load_model  # noqa: E402
-from engine.assemble import assemble_composite  # noqa: E402
-from engine.composite import srgb_to_lab  # noqa: E402
-from engine.metrics import psnr  # noqa: E402
+from engine import events as ev
+from engine.api import Engine, RestoreRequest, load_model
+from engine.assemble import assemble_composite
+from engine.composite import srgb_to_lab
+from engine.metrics import psnr
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry")
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -80,7 +80,7 @@ def evaluate_sr(engine, name, truth, request_options):
     request = RestoreRequest(image=low, task="sr", sr_factor=factor, source_name=name, **request_options)
     started = time.perf_counter()
     prepared = engine.prepare(request)
-    runs, final = run_plan(engine, prepared)
+    runs, _final = run_plan(engine, prepared)
     seconds = time.perf_counter() - started
     results = [runs.get(index) for index in range(len(prepared.plan.runs))]
     by_strength = {s: assemble_composite(prepared, results, detail_strength=s) for s in STRENGTHS}

@@ -994,6 +994,7 @@ class MainWindow(QMainWindow):
             seed=options.seed,
             iteration_scale=options.iteration_scale,
             source_name=self._photo_name or "the photo",
+            detail_strength=options.detail_strength,
         )
 
     def start_restore(self, *, recompute: bool = False) -> bool:

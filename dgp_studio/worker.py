@@ -564,8 +564,8 @@ class EngineWorker(QObject):
         import torch
 
         from engine.dgp import to_uint8_image
-        from engine.imageio import to_tensor
         from engine.state import RestoreResult
+        from engine.tensors import to_tensor
 
         request = prepared.request
         sidecar = entry.sidecar

@@ -56,7 +56,6 @@ from engine.events import (
     Started,
     Step,
 )
-from engine.imageio import to_tensor
 from engine.models import load_biggan
 from engine.plan import (
     AREA,
@@ -73,6 +72,7 @@ from engine.plan import (
 from engine.schedule import Schedule, default_preset_name, presets_for_task, resolve_preset
 from engine.state import GeneratorState, RestoreResult
 from engine.tasks import TASK_NAMES, check_mask_for, check_rgb_uint8
+from engine.tensors import to_tensor
 
 BUILTIN_MODEL_NAME = "builtin"
 #: Results larger than this many pixels are made only when asked for (``allow_large``).

@@ -71,9 +71,10 @@ from engine.degrade import Degradation, degradation_for_task, downsample_target_
 from engine.dgp import run_dgp, to_uint8_image
 from engine.errors import BadInputError, NonFiniteLossError
 from engine.events import Cancelled, Finished
-from engine.imageio import save_image, to_tensor
+from engine.imageio import save_image
 from engine.metrics import score_result, scored_image
 from engine.schedule import Schedule, default_preset_name, resolve_preset
+from engine.tensors import to_tensor
 
 __all__ = [
     "BASELINE_METHODS",
