@@ -71,6 +71,7 @@ from engine.plan import (
 )
 from engine.schedule import Schedule, default_preset_name, presets_for_task, resolve_preset
 from engine.state import GeneratorState, RestoreResult
+from engine.superres import extract_tile
 from engine.tasks import TASK_NAMES, check_mask_for, check_rgb_uint8
 from engine.tensors import to_tensor
 
@@ -420,15 +421,11 @@ class Engine:
     @staticmethod
     def _plan_super_resolution(image: np.ndarray, roi: RegionOfInterest | None, resolution: int,
                                factor: int) -> tuple[np.ndarray, tuple[int, int], tuple[PlannedRun, ...]]:
-        """The low-resolution photo (the region, if any) at its own scale, padded to one tile, and its tiles."""
-        low = roi.crop(image) if roi is not None else image
+        """The low-resolution photo (the region, if any) at its own scale, its size and its tiles."""
+        low = np.ascontiguousarray(roi.crop(image) if roi is not None else image)
         low_height, low_width = low.shape[:2]
-        tile = resolution // factor
-        pad_bottom, pad_right = max(0, tile - low_height), max(0, tile - low_width)
-        if pad_bottom or pad_right:
-            low = np.pad(low, ((0, pad_bottom), (0, pad_right), (0, 0)), mode="symmetric")
-        runs = sr_tile_runs(low.shape[1], low.shape[0], tile=tile, factor=factor)
-        return np.ascontiguousarray(low), (low_width, low_height), runs
+        runs = sr_tile_runs(low_width, low_height, resolution=resolution, factor=factor)
+        return low, (low_width, low_height), runs
 
     def _prepare_run(self, request: RestoreRequest, image: np.ndarray, run: PlannedRun, resolution: int,
                      sr_factor: int | None, low_photo: np.ndarray | None) -> PreparedRun:
@@ -448,7 +445,7 @@ class Engine:
         ).to(self.device)
         low = None
         if task == "sr":
-            low = run.region.crop(low_photo)
+            low = extract_tile(low_photo, run.tile)
             target = degradation.target_from_low_resolution(to_tensor(low).to(self.device))
         elif degradation.sr_factor:
             low = prepare_low_resolution_input(image, run.region, resolution, degradation.sr_factor)

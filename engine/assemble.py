@@ -80,9 +80,7 @@ def assemble_composite(
             ((run.run.output.left, run.run.output.top), prior_detail(result.image, factor))
             for run, result in zip(prepared.runs, results) if result is not None
         ]
-        full = assemble(prepared.low_resolution, factor, tiles, detail_strength)
-        width, height = plan.output_size
-        return np.ascontiguousarray(full[:height, :width])
+        return assemble(prepared.low_resolution, factor, tiles, detail_strength)
     if plan.runs[0].role == AREA:
         output = request.image
         for run, result, area in zip(prepared.runs, results, prepared.areas):
@@ -139,8 +137,7 @@ class LivePreview:
         self.scale = min(1.0, max_side / max(out_width, out_height))
         self.size = (max(1, int(round(out_width * self.scale))), max(1, int(round(out_height * self.scale))))
         if request.task == "sr":
-            low = prepared.low_resolution[: prepared.low_size[1], : prepared.low_size[0]]
-            source = Image.fromarray(np.ascontiguousarray(low))
+            source = Image.fromarray(prepared.low_resolution)
             self.region_scale = self.scale * prepared.runs[0].degradation.sr_factor
         else:
             source = Image.fromarray(np.ascontiguousarray(request.image))

@@ -28,6 +28,7 @@ import numpy as np
 
 from engine.composite import Box, RegionOfInterest
 from engine.errors import BadInputError
+from engine.superres import Tile, tile_grid
 
 __all__ = [
     "PlannedRun",
@@ -73,6 +74,7 @@ class PlannedRun:
     role: str
     region: Box | RegionOfInterest
     output: Box | None = None
+    tile: Tile | None = None          # ``tile`` runs: the super-resolution tile (engine.superres)
 
 
 @dataclass(frozen=True)
@@ -118,35 +120,22 @@ class RestorePlan:
         return f"{count} model runs ({count} {noun})"
 
 
-def sr_tile_runs(low_width: int, low_height: int, *, tile: int, factor: int,
+def sr_tile_runs(low_width: int, low_height: int, *, resolution: int, factor: int,
                  overlap: float = TILE_OVERLAP) -> tuple[PlannedRun, ...]:
-    """Overlapping ``tile``×``tile`` squares of the low-resolution photo covering all of it.
+    """Overlapping model-input tiles of the low-resolution photo at its own scale, covering all of it.
 
-    The photo must be at least ``tile`` pixels on each side (smaller photos are padded
-    by the caller). Positions step by ``tile · (1 − overlap)`` (rounded down, at least 1)
-    and the last tile of each row and column is moved back to end on the border, so
-    every pixel is covered and every tile lies inside the photo.
+    Each tile is (R/f)×(R/f) input pixels (:func:`engine.superres.tile_grid`); a photo
+    smaller than one tile gets one tile that reaches past its border (reflect-padded when
+    its input is cut, cropped when the result is assembled).
     """
-    if low_width < tile or low_height < tile:
-        raise BadInputError(
-            f"a {low_width}×{low_height} photo is smaller than one {tile}×{tile} tile; pad it first."
+    grid = tile_grid((low_width, low_height), factor, resolution, overlap)
+    return tuple(
+        PlannedRun(
+            index=index, role=TILE, region=RegionOfInterest(tile.input_left, tile.input_top, tile.input_size),
+            output=Box(tile.output_left, tile.output_top, tile.output_size, tile.output_size), tile=tile,
         )
-    stride = max(1, int(tile * (1.0 - overlap)))
-
-    def starts(length: int) -> list[int]:
-        positions = list(range(0, length - tile + 1, stride))
-        if positions[-1] != length - tile:
-            positions.append(length - tile)
-        return positions
-
-    runs = []
-    for top in starts(low_height):
-        for left in starts(low_width):
-            runs.append(PlannedRun(
-                index=len(runs), role=TILE, region=RegionOfInterest(left, top, tile),
-                output=Box(left * factor, top * factor, tile * factor, tile * factor),
-            ))
-    return tuple(runs)
+        for index, tile in enumerate(grid.tiles)
+    )
 
 
 def area_runs(areas: list[tuple[int, int, int, int]], width: int, height: int, *,

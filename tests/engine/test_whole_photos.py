@@ -64,7 +64,7 @@ def test_inpainting_plans_one_run_per_painted_area_around_it(engine):
 
 
 def test_super_resolution_tiles_cover_the_low_resolution_photo_at_its_own_scale():
-    runs = sr_tile_runs(40, 23, tile=16, factor=2)
+    runs = sr_tile_runs(40, 23, resolution=32, factor=2)
     covered = np.zeros((23, 40), bool)
     for run in runs:
         assert run.role == TILE and run.region.size == 16
