@@ -35,10 +35,15 @@ from engine import events as ev
 from engine.api import Engine, RestoreRequest, load_model
 from engine.assemble import assemble_composite
 from engine.composite import srgb_to_lab
-from engine.metrics import psnr
+from engine.metrics import psnr as _psnr
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry")
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def psnr(image: np.ndarray, truth: np.ndarray) -> float:
+    """PSNR in dB of uint8 levels (data range 255)."""
+    return _psnr(image.astype(np.float64), truth.astype(np.float64), data_range=255.0)
 
 
 def sample_photo(name: str, long_side: int) -> np.ndarray:

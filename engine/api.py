@@ -364,6 +364,7 @@ class Engine:
             raise BadInputError(
                 f"the model resolution {resolution} is not divisible by the super-resolution factor {sr_factor}."
             )
+        self.detail_strength_for(request)   # checked before any work
         schedule = self.schedule_for(request)
         steps_per_run = sum(stage.iterations for stage in self.stage_plans(schedule))
         notes: list[str] = []

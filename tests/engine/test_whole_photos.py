@@ -191,3 +191,24 @@ def test_the_cache_key_is_the_engines_and_names_every_setting(engine):
     assert key == engine.cache_key(engine.prepare(request))[0]
     assert key != engine.cache_key(quick("inpaint", photo(), mask=two_holes(), seed=1))[0]
     assert made_with["settings"]["plan"][0][0] == AREA
+
+
+def test_super_resolution_at_detail_strength_zero_is_classical_whatever_the_prior_made(engine):
+    low = photo(20, 16, seed=3)
+    results = [
+        list(engine.restore(quick("sr", low, sr_factor=2, detail_strength=0.0, seed=seed)))[-1].result.composite
+        for seed in (0, 1)
+    ]
+    assert np.array_equal(results[0], results[1])
+    detailed = list(engine.restore(quick("sr", low, sr_factor=2, detail_strength=1.0)))[-1].result.composite
+    assert not np.array_equal(detailed, results[0])
+    from PIL import Image
+
+    for image in (results[0], detailed):
+        shrunk = np.asarray(Image.fromarray(image).resize((20, 16), Image.Resampling.LANCZOS)).astype(int)
+        assert np.abs(shrunk - low.astype(int)).max() <= 2
+
+
+def test_a_detail_strength_outside_zero_to_one_is_one_sentence(engine):
+    with pytest.raises(BadInputError, match="detail strength"):
+        engine.prepare(quick("sr", photo(20, 16), sr_factor=2, detail_strength=1.5))
