@@ -140,9 +140,11 @@ METHOD_DESCRIPTIONS: dict[str, str] = {
 }
 
 # Run settings that must agree between a results file and a rerun that resumes it.
-_RESUME_KEYS = ("model", "resolution", "data", "seed", "quick", "iteration_scale", "presets", "sr_projection")
+_RESUME_KEYS = ("model", "resolution", "data", "seed", "quick", "iteration_scale", "presets", "sr_detail_strength")
 
-_RESUME_DEFAULTS = {"presets": {}, "sr_projection": False}
+# Results written before SR results were assembled with the prior's detail at a strength
+# (they were projected onto the input, or not at all) read as having no strength.
+_RESUME_DEFAULTS = {"presets": {}, "sr_detail_strength": None}
 
 # Power-iteration steps that bring a random generator's stored singular vectors close
 # to the true ones; trained checkpoints arrive with converged vectors.
