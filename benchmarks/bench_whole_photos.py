@@ -34,7 +34,7 @@ if str(REPO_ROOT) not in sys.path:
 from engine import events as ev
 from engine.api import Engine, RestoreRequest, load_model
 from engine.assemble import assemble_composite
-from engine.composite import srgb_to_lab
+from engine.composite import RegionOfInterest, srgb_to_lab
 from engine.metrics import psnr as _psnr
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry")
@@ -142,14 +142,22 @@ def evaluate_colorize(engine, name, truth, request_options):
     _runs, final = run_plan(engine, request)
     seconds = time.perf_counter() - started
     result = final.result.composite
-    chroma = np.hypot(*np.moveaxis(srgb_to_lab(result)[..., 1:], -1, 0))
+    # The former behaviour for comparison: only the largest centred square goes to the model.
+    square = RegionOfInterest.largest_centred_square(truth.shape[1], truth.shape[0])
+    _runs, centred = run_plan(engine, RestoreRequest(image=gray, task="colorize", roi=square, source_name=name,
+                                                     **request_options))
+    centred = centred.result.composite
+
+    def coloured_columns(image: np.ndarray) -> float:
+        chroma = np.hypot(*np.moveaxis(srgb_to_lab(image)[..., 1:], -1, 0))
+        return 100.0 * float(np.mean((chroma > 2.0).any(axis=0)))
+
     row = {
         "photo": name, "size": f"{truth.shape[1]}×{truth.shape[0]}", "seconds": seconds,
-        "grey input": psnr(gray, truth), "dgp": psnr(result, truth),
-        "coloured columns %": 100.0 * float(np.mean((chroma > 2.0).any(axis=0))),
-        "mean chroma": float(chroma.mean()),
+        "grey input": psnr(gray, truth), "centred square": psnr(centred, truth), "whole frame": psnr(result, truth),
+        "coloured columns %, centred": coloured_columns(centred), "coloured columns %, whole": coloured_columns(result),
     }
-    return row, [gray, result, truth]
+    return row, [gray, centred, result, truth]
 
 
 def contact_sheet(rows: list[list[np.ndarray]], path: Path, height: int = 160) -> None:

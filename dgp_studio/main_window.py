@@ -86,6 +86,7 @@ from dgp_studio.worker import (
     ModelInfo,
     RestoredFromCache,
     RestoreJob,
+    large_result_size,
     error_sentence,
 )
 from engine.errors import BadInputError
@@ -1011,6 +1012,16 @@ class MainWindow(QMainWindow):
             return False
         if recompute:
             job = replace(job, use_cache=False)
+        large = large_result_size(job)
+        if large is not None:
+            width, height = large
+            answer = self.ask_large_result(
+                f"The result will be {width} \u00d7 {height} pixels ({width * height / 1e6:.0f} MP). "
+                "Making and saving it needs a lot of memory and time. Make it anyway?"
+            )
+            if not answer:
+                return False
+            job = replace(job, allow_large=True)
         if not self._controller.restore(job):
             return False
         self._current_job = job
@@ -1031,6 +1042,11 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Restoring: {TASK_LABELS[job.task].lower()}\u2026")
         self._update_run_state()
         return True
+
+    def ask_large_result(self, text: str) -> bool:
+        """Ask before making a result above the size limit (tests replace this)."""
+        answer = QMessageBox.question(self, "Large result", text)
+        return answer == QMessageBox.StandardButton.Yes
 
     def _on_region_toggled(self, checked: bool | None = None) -> None:
         """Whole photo (default) or only the drawn square: the region frame shows only when it counts."""

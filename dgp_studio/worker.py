@@ -81,6 +81,7 @@ class RestoreJob:
     # False: run even when the result cache holds this job ("Run again"); the new result replaces it.
     use_cache: bool = True
     detail_strength: float | None = None   # sr: 0 = classical upscaling … 1 = all the prior's detail
+    allow_large: bool = False              # the user confirmed a result above the size limit
 
     def to_request(self) -> Any:
         """The engine's ``RestoreRequest`` (imports the engine: call on the engine thread)."""
@@ -98,6 +99,7 @@ class RestoreJob:
             task=self.task,
             roi=roi,
             detail_strength=self.detail_strength,
+            allow_large=self.allow_large,
             mask=None if self.mask is None else self.mask.astype(np.float32),
             sr_factor=self.sr_factor,
             grayscale=self.grayscale,
@@ -108,6 +110,24 @@ class RestoreJob:
             iteration_scale=self.iteration_scale,
             source_name=self.source_name,
         )
+
+
+def large_result_size(job: RestoreJob) -> tuple[int, int] | None:
+    """``(width, height)`` of the job's result when it is above the size that is made without asking.
+
+    Only resampling tasks grow the photo: super-resolution (and hybrid with a factor) of the
+    whole photo or of the chosen region.
+    """
+    from engine.plan import LARGE_OUTPUT_PIXELS
+
+    if job.image is None or job.allow_large or not job.sr_factor or job.task not in ("sr", "hybrid"):
+        return None
+    if job.roi is not None:
+        width = height = int(job.roi[2])
+    else:
+        height, width = job.image.shape[:2]
+    width, height = width * job.sr_factor, height * job.sr_factor
+    return (width, height) if width * height > LARGE_OUTPUT_PIXELS else None
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compared by identity

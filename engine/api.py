@@ -61,6 +61,7 @@ from engine.plan import (
     AREA,
     AREA_MERGE_FRACTION,
     DEFAULT_DETAIL_STRENGTH,
+    LARGE_OUTPUT_PIXELS,
     REGION,
     WHOLE,
     PlannedRun,
@@ -76,8 +77,6 @@ from engine.tasks import TASK_NAMES, check_mask_for, check_rgb_uint8
 from engine.tensors import to_tensor
 
 BUILTIN_MODEL_NAME = "builtin"
-#: Results larger than this many pixels are made only when asked for (``allow_large``).
-LARGE_OUTPUT_PIXELS = 64_000_000
 
 
 @dataclass(frozen=True)

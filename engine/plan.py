@@ -52,6 +52,8 @@ TILE_OVERLAP = 0.25
 #: added to the classical upscaling when the user sets none (chosen by measurement:
 #: docs/whole-photos.md).
 DEFAULT_DETAIL_STRENGTH = 0.5
+#: Results larger than this many pixels are made only when asked for (``allow_large``).
+LARGE_OUTPUT_PIXELS = 64_000_000
 
 
 @dataclass(frozen=True)
