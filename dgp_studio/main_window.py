@@ -86,8 +86,8 @@ from dgp_studio.worker import (
     ModelInfo,
     RestoredFromCache,
     RestoreJob,
-    large_result_size,
     error_sentence,
+    large_result_size,
 )
 from engine.errors import BadInputError
 from engine.events import (
