@@ -150,11 +150,16 @@ class RegionOfInterest:
         np.ndarray
             size×size (×C) copy, C-contiguous, same dtype; the input is not referenced.
         """
-        if not isinstance(array, np.ndarray) or array.ndim not in (2, 3):
-            received = getattr(array, "shape", type(array).__name__)
-            raise BadInputError(f"the array to crop must be H×W or H×W×C, got {received}.")
-        self.validate(array.shape[1], array.shape[0])
-        return np.array(array[self.top : self.bottom, self.left : self.right], copy=True, order="C")
+        return _crop(self, array)
+
+
+def _crop(region: RegionOfInterest | Box, array: np.ndarray) -> np.ndarray:
+    """``region`` of an H×W or H×W×C array, as a C-contiguous copy."""
+    if not isinstance(array, np.ndarray) or array.ndim not in (2, 3):
+        received = getattr(array, "shape", type(array).__name__)
+        raise BadInputError(f"the array to crop must be H×W or H×W×C, got {received}.")
+    region.validate(array.shape[1], array.shape[0])
+    return np.array(array[region.top : region.bottom, region.left : region.right], copy=True, order="C")
 
 
 @dataclass(frozen=True)
@@ -211,11 +216,7 @@ class Box:
         return self
 
     def crop(self, array: np.ndarray) -> np.ndarray:
-        if not isinstance(array, np.ndarray) or array.ndim not in (2, 3):
-            received = getattr(array, "shape", type(array).__name__)
-            raise BadInputError(f"the array to crop must be H×W or H×W×C, got {received}.")
-        self.validate(array.shape[1], array.shape[0])
-        return np.array(array[self.top : self.bottom, self.left : self.right], copy=True, order="C")
+        return _crop(self, array)
 
 
 # --------------------------------------------------------------------------------------

@@ -13,13 +13,7 @@ from engine.composite import Box, composite_colorization, srgb_to_lab
 from engine.errors import BadInputError
 from engine.plan import AREA, TILE, WHOLE, area_runs, painted_areas, sr_tile_runs
 from tests.conftest import make_tiny_biggan
-
-
-def photo(width: int = 90, height: int = 60, *, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    ys, xs = np.mgrid[0:height, 0:width]
-    image = np.stack([xs * 255 / width, ys * 255 / height, (xs + ys) % 255], axis=-1)
-    return np.clip(image + rng.normal(0, 8, image.shape), 0, 255).astype(np.uint8)
+from tests.engine.test_api import photo
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +37,7 @@ def two_holes(height: int = 60, width: int = 90) -> np.ndarray:
 
 
 def test_colorize_of_a_landscape_photo_is_one_run_on_the_whole_frame(engine):
-    plan = engine.prepare(quick("colorize", photo())).plan
+    plan = engine.prepare(quick("colorize", photo(90, 60))).plan
     assert [run.role for run in plan.runs] == [WHOLE]
     assert plan.runs[0].region.box == (0, 0, 90, 60)
     assert plan.output_size == (90, 60)
@@ -51,7 +45,7 @@ def test_colorize_of_a_landscape_photo_is_one_run_on_the_whole_frame(engine):
 
 def test_inpainting_plans_one_run_per_painted_area_around_it(engine):
     mask = two_holes()
-    plan = engine.prepare(quick("inpaint", photo(), mask=mask)).plan
+    plan = engine.prepare(quick("inpaint", photo(90, 60), mask=mask)).plan
     assert [run.role for run in plan.runs] == [AREA, AREA]
     resolution = engine.resolution
     for run, (left, top, right, bottom) in zip(plan.runs, [(6, 8, 12, 14), (70, 40, 84, 50)]):
@@ -103,7 +97,7 @@ def test_whole_frame_colorization_takes_the_colour_up_to_every_border():
 
 
 def test_colorize_changes_the_colour_of_every_column_of_a_landscape_photo(engine):
-    gray = np.repeat(photo().mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
+    gray = np.repeat(photo(90, 60).mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
     final = list(engine.restore(quick("colorize", gray)))[-1]
     assert isinstance(final, ev.Finished)
     composite = final.result.composite
@@ -112,7 +106,7 @@ def test_colorize_changes_the_colour_of_every_column_of_a_landscape_photo(engine
 
 
 def test_inpainting_fills_every_area_and_keeps_the_rest(engine):
-    original = photo()
+    original = photo(90, 60)
     mask = two_holes()
     final = list(engine.restore(quick("inpaint", original, mask=mask)))[-1]
     composite = final.result.composite
@@ -129,7 +123,7 @@ def test_inpainting_fills_every_area_and_keeps_the_rest(engine):
 
 
 def test_a_multi_run_plan_counts_steps_over_the_whole_plan(engine):
-    events = list(engine.restore(quick("inpaint", photo(), mask=two_holes())))
+    events = list(engine.restore(quick("inpaint", photo(90, 60), mask=two_holes())))
     started = next(e for e in events if isinstance(e, ev.Started))
     steps = [e for e in events if isinstance(e, ev.Step)]
     assert started.plan.runs == 2
@@ -143,7 +137,7 @@ def test_a_multi_run_plan_counts_steps_over_the_whole_plan(engine):
 
 
 def test_cancel_between_runs_keeps_the_finished_area_and_says_so(engine):
-    original = photo()
+    original = photo(90, 60)
     stop = threading.Event()
     events = []
     for event in engine.restore(quick("inpaint", original, mask=two_holes()), should_stop=stop):
@@ -174,7 +168,7 @@ def test_live_frames_show_the_whole_photo_at_a_display_scale(engine):
 )
 def test_an_empty_or_full_mask_gets_one_sentence_naming_the_photo(engine, mask, message):
     with pytest.raises(BadInputError, match=message) as raised:
-        engine.prepare(RestoreRequest(image=photo(), task="inpaint", mask=mask, source_name="cat.png"))
+        engine.prepare(RestoreRequest(image=photo(90, 60), task="inpaint", mask=mask, source_name="cat.png"))
     assert "cat.png" in str(raised.value)
 
 
@@ -186,10 +180,10 @@ def test_results_above_the_size_limit_must_be_asked_for(engine):
 
 
 def test_the_cache_key_is_the_engines_and_names_every_setting(engine):
-    request = quick("inpaint", photo(), mask=two_holes())
+    request = quick("inpaint", photo(90, 60), mask=two_holes())
     key, made_with = engine.cache_key(request)
     assert key == engine.cache_key(engine.prepare(request))[0]
-    assert key != engine.cache_key(quick("inpaint", photo(), mask=two_holes(), seed=1))[0]
+    assert key != engine.cache_key(quick("inpaint", photo(90, 60), mask=two_holes(), seed=1))[0]
     assert made_with["settings"]["plan"][0][0] == AREA
 
 
