@@ -44,6 +44,8 @@ __all__ = [
     "check_output",
     "check_regular_file",
     "clean_stale_temporaries",
+    "commit_temporary",
+    "create_temporary",
     "describe_os_error",
     "fsync_folder",
     "is_temporary_name",
@@ -107,7 +109,7 @@ def fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-def _create_temporary(path: Path) -> Path:
+def create_temporary(path: Path) -> Path:
     """Create an empty temporary file beside ``path`` (mode 0666 less the umask)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     for _ in range(100):
@@ -150,6 +152,13 @@ def _flush_file(path: Path) -> None:
         os.fsync(stream.fileno())
 
 
+def commit_temporary(temporary: Path, path: Path, *, overwrite: bool) -> None:
+    """Flush a finished temporary file from :func:`create_temporary`, move it to ``path``, flush the folder."""
+    _flush_file(temporary)
+    move_into_place(temporary, path, overwrite=overwrite)
+    fsync_folder(path.parent if str(path.parent) else Path("."))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
     """Give a temporary path to write ``path``'s contents to; put it in place on success.
@@ -163,14 +172,12 @@ def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Ite
     """
     path = Path(path)
     try:
-        temporary = _create_temporary(path)
+        temporary = create_temporary(path)
     except OSError as error:
         raise BadInputError(f"{path} cannot be written ({describe_os_error(error)}).") from None
     try:
         yield temporary
-        _flush_file(temporary)
-        move_into_place(temporary, path, overwrite=overwrite)
-        fsync_folder(path.parent)
+        commit_temporary(temporary, path, overwrite=overwrite)
     except OSError as error:
         raise BadInputError(f"{path} cannot be written ({describe_os_error(error)}).") from None
     finally:
@@ -273,7 +280,7 @@ def check_regular_file(path: str | os.PathLike[str], *, what: str = "file", max_
 
 def _probe_writable(folder: Path, shown: Path) -> None:
     try:
-        probe = _create_temporary(folder / shown.name)
+        probe = create_temporary(folder / shown.name)
     except OSError as error:
         raise BadInputError(f"{shown} cannot be written in {folder} ({describe_os_error(error)}).") from None
     with contextlib.suppress(OSError):
