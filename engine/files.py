@@ -66,6 +66,8 @@ TEMPORARY_MARKER = ".dgp-tmp-"
 STALE_TEMPORARY_SECONDS = 10 * 60
 
 _TEMPORARY_PATTERN = re.compile(r"\..+\.dgp-tmp-[0-9a-f]{12}")
+# The mode each temporary was created with (0666 less the umask), by path, until it is committed.
+_CREATED_MODES: dict[str, int] = {}
 
 
 def describe_os_error(error: OSError) -> str:
@@ -115,9 +117,13 @@ def create_temporary(path: Path) -> Path:
     for _ in range(100):
         candidate = temporary_name(path)
         try:
-            os.close(os.open(candidate, flags, 0o666))
+            descriptor = os.open(candidate, flags, 0o666)
         except FileExistsError:
             continue
+        try:
+            _CREATED_MODES[str(candidate)] = stat.S_IMODE(os.fstat(descriptor).st_mode)
+        finally:
+            os.close(descriptor)
         return candidate
     raise BadInputError(f"{path} cannot be written (no free temporary name in {path.parent}).")
 
@@ -153,7 +159,15 @@ def _flush_file(path: Path) -> None:
 
 
 def commit_temporary(temporary: Path, path: Path, *, overwrite: bool) -> None:
-    """Flush a finished temporary file from :func:`create_temporary`, move it to ``path``, flush the folder."""
+    """Flush a finished temporary file from :func:`create_temporary`, move it to ``path``, flush the folder.
+
+    Some writers (safetensors) replace the file they are given with one of
+    their own, created owner-only; the mode the temporary was created with
+    (the umask's) is put back first.
+    """
+    created_mode = _CREATED_MODES.pop(str(temporary), None)
+    if created_mode is not None and stat.S_IMODE(os.stat(temporary).st_mode) != created_mode:
+        os.chmod(temporary, created_mode)
     _flush_file(temporary)
     move_into_place(temporary, path, overwrite=overwrite)
     fsync_folder(path.parent if str(path.parent) else Path("."))
@@ -181,6 +195,7 @@ def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Ite
     except OSError as error:
         raise BadInputError(f"{path} cannot be written ({describe_os_error(error)}).") from None
     finally:
+        _CREATED_MODES.pop(str(temporary), None)
         with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)
 
@@ -283,6 +298,7 @@ def _probe_writable(folder: Path, shown: Path) -> None:
         probe = create_temporary(folder / shown.name)
     except OSError as error:
         raise BadInputError(f"{shown} cannot be written in {folder} ({describe_os_error(error)}).") from None
+    _CREATED_MODES.pop(str(probe), None)
     with contextlib.suppress(OSError):
         probe.unlink()
 
