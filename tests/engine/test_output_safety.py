@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from engine.errors import BadInputError
 from engine.files import (
     atomic_open,
     check_output,
@@ -25,7 +26,6 @@ from engine.files import (
     temporary_name,
     write_bytes_atomically,
 )
-from engine.errors import BadInputError
 from engine.models import save_biggan_safetensors
 from tests.conftest import REPO_ROOT, make_tiny_biggan
 
@@ -62,7 +62,7 @@ def run_cli(*args: str, timeout: float = 60.0) -> tuple[subprocess.CompletedProc
     environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     started = time.perf_counter()
     completed = subprocess.run(
-        [sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "engine.cli", *args], check=False, capture_output=True, text=True, timeout=timeout,
         env=environment, cwd=REPO_ROOT,
     )
     return completed, time.perf_counter() - started
