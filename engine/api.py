@@ -156,7 +156,8 @@ def load_model(
             folder_card = json.loads((card_folder / "model.json").read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise BadInputError(f"{card_folder / 'model.json'} cannot be read as a model card ({error}).") from None
-        verify_card_files(card_folder, folder_card)
+        if isinstance(folder_card, dict) and str(folder_card.get("format", "")).startswith("dgp-studio"):
+            verify_card_files(card_folder, folder_card)
     if source.is_dir() and d_path is None:
         g_candidates = sorted(source.glob("G_ema*.pth")) or sorted(source.glob("G*.pth")) or sorted(
             source.glob("G*.safetensors")

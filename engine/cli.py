@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="colorize, inpaint (needs --mask), sr (super-resolution; the image is the "
                               "low-resolution input), hybrid, reconstruct, defend (remove adversarial noise)")
     restore.add_argument("--mask", type=Path, metavar="MASK.png",
-                         help="painted region to fill (white = missing), same size as the image")
+                         help="painted region to fill (white = missing), same size as the image; "
+                              "inpaint and hybrid only")
     restore.add_argument("--factor", type=int, choices=[2, 4, 8], help="super-resolution factor (default 4)")
     restore.add_argument("--gray", action="store_true", help="hybrid: include graying (colorization)")
     restore.add_argument("--class", dest="class_", default="auto", metavar="INDEX|NAME|auto",
@@ -338,6 +339,10 @@ def _check_restore_paths(args) -> list[tuple[str, Path]]:
         check_regular_file(args.mask, what="mask", max_bytes=MAX_INPUT_BYTES)
     if args.task == "inpaint" and args.mask is None:
         raise BadInputError("--task inpaint needs --mask MASK.png (white = the region to fill).")
+    if args.mask is not None and args.task not in ("inpaint", "hybrid"):
+        raise BadInputError(
+            f"--mask {args.mask} is only used by --task inpaint and hybrid, not {args.task}; leave it out."
+        )
     inputs = [("the photo", args.image)]
     if args.mask is not None:
         inputs.append(("the mask", args.mask))
@@ -407,7 +412,7 @@ def command_restore(args) -> int:
     events = engine.restore(request, should_stop=stop)
     restore_handler = _stop_on_sigint(stop)
     try:
-        for event in events:
+        for event in _mask_errors_named(events, args.mask):
             if args.json:
                 print(_event_json(event), flush=True)
             else:
@@ -460,10 +465,29 @@ def _write_outputs(args, final, engine, save_image) -> bool:
     return True
 
 
+def _mask_errors_named(events, mask: Path | None):
+    """Pass the events on; an engine sentence about "the mask" gets the mask file's name."""
+    try:
+        yield from events
+    except BadInputError as error:
+        text = str(error)
+        if mask is not None and "mask" in text and str(mask) not in text:
+            raise BadInputError(f"{mask}: {text}") from None
+        raise
+
+
 def _load_state(path: Path):
     from engine.state import GeneratorState
 
     return GeneratorState.load(path)
+
+
+def _check_state_model(state, path: Path, engine) -> None:
+    if state.model_identity != engine.model.identity:
+        raise BadInputError(
+            f"{path} was made with the model {state.model_identity}, not the loaded {engine.model.identity}; "
+            "pass the --model it was made with."
+        )
 
 
 def _check_state_command(args, states: list[Path], *, suffixes, folder_allowed: bool = False) -> None:
@@ -486,6 +510,7 @@ def command_jitter(args) -> int:
 
     state = _load_state(args.state)
     engine = _load_engine(args)
+    _check_state_model(state, args.state, engine)
     images = engine.jitter(state, sigma=args.sigma, count=args.count, seed=args.seed)
     columns = args.columns or max(1, int(round(len(images) ** 0.5)))
     write_contact_sheet(images, args.output, columns=columns, overwrite=args.overwrite)
@@ -502,6 +527,7 @@ def command_transfer(args) -> int:
 
     state = _load_state(args.state)
     engine = _load_engine(args)
+    _check_state_model(state, args.state, engine)
     classes = [engine.class_index_from(value) for value in args.class_]
     images = engine.transfer_many(state, classes)
     if len(images) == 1:
@@ -520,6 +546,8 @@ def command_morph(args) -> int:
 
     state_a, state_b = _load_state(args.state_a), _load_state(args.state_b)
     engine = _load_engine(args)
+    _check_state_model(state_a, args.state_a, engine)
+    _check_state_model(state_b, args.state_b, engine)
     lambdas = [lam for _segment, lam in timeline_lambdas(2, args.frames, easing=args.easing)]
     stop = threading.Event()
     frames = (image for _lam, image in engine.morph(state_a, state_b, lambdas, should_stop=stop))

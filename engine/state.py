@@ -112,8 +112,14 @@ class GeneratorState:
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "info": self.info,
         }
-        with atomic_path(path, overwrite=overwrite) as temporary:
-            save_file(tensors, str(temporary), metadata={"state": json.dumps(description)})
+        from safetensors import SafetensorError
+
+        try:
+            with atomic_path(path, overwrite=overwrite) as temporary:
+                save_file(tensors, str(temporary), metadata={"state": json.dumps(description)})
+        except SafetensorError as error:  # the writer's own error type for I/O failures
+            reason = "the disk is full" if "No space left" in str(error) else str(error)
+            raise BadInputError(f"{path} cannot be written ({reason}).") from None
         return path
 
     @staticmethod
