@@ -355,6 +355,28 @@ def _to_srgb(base: Image.Image, icc_profile: bytes | None, notes: list[str]) -> 
     return base if base.mode == "RGB" else base.convert("RGB")
 
 
+_BAND_ROWS = 256
+
+
+def _rgb_array(image: Image.Image) -> np.ndarray:
+    """Copy an RGB image into a new H×W×3 uint8 array band by band.
+
+    ``np.asarray(image)`` goes through ``Image.tobytes``, which joins encoded
+    chunks into one bytes object: two extra copies of the pixels at the peak.
+    Bands of 256 rows keep the extra memory to one band (for a 108 MP photo
+    about 0.3 GB less at the peak; ``docs/benchmarks.md``, "Large photos").
+    """
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    width, height = image.size
+    rgb = np.empty((height, width, 3), np.uint8)
+    for top in range(0, height, _BAND_ROWS):
+        bottom = min(height, top + _BAND_ROWS)
+        band = image.crop((0, top, width, bottom)).tobytes()
+        rgb[top:bottom] = np.frombuffer(band, np.uint8).reshape(bottom - top, width, 3)
+    return rgb
+
+
 def load_image(path: str | os.PathLike[str], *, max_megapixels: float | None = None) -> LoadedImage:
     """Read an image file into upright 8-bit sRGB, with its alpha kept apart.
 
@@ -408,7 +430,9 @@ def load_image(path: str | os.PathLike[str], *, max_megapixels: float | None = N
     upright = _exif_upright(image, notes)
     base, alpha = _split_modes(path, upright, notes)
     rgb_image = _to_srgb(base, icc_profile, notes)
-    rgb = np.ascontiguousarray(np.asarray(rgb_image, dtype=np.uint8))
+    del image, upright, base
+    rgb = _rgb_array(rgb_image)
+    del rgb_image
     if rgb.ndim != 3 or rgb.shape[2] != 3:  # defensive: every branch above ends in RGB
         raise BadInputError(f"{path} could not be converted to RGB (got shape {rgb.shape}).")
     if alpha is not None:
