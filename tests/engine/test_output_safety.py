@@ -289,6 +289,19 @@ def test_atomic_write_follows_the_umask_and_leaves_nothing_on_failure(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.bin"]
 
 
+@pytest.mark.parametrize("suffix", [".gif", ".mp4", ".webp", ""])
+def test_exported_animations_follow_the_umask(suffix, tmp_path):
+    from engine.export import AnimationOptions, export_animation
+
+    frames = [np.full((16, 16, 3), value, np.uint8) for value in (0, 128, 255)]
+    path = tmp_path / f"morph{suffix}"
+    for _progress in export_animation(frames, path, options=AnimationOptions(fps=10)):
+        pass
+    expected = (0o777 if suffix == "" else 0o666) & ~_umask()
+    assert path.stat().st_mode & 0o777 == expected
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
 def test_no_overwrite_cannot_race(tmp_path, monkeypatch):
     import engine.files
 
