@@ -184,10 +184,12 @@ def _open_decoded(path: Path, data: bytes, *, limit_megapixels: float | None = N
             width, height = image.size
             if width * height > limit_pixels:
                 raise BadInputError(
-                    f"{path} is {width}×{height} ({width * height / 1e6:.0f} MP), more than the limit of "
+                    f"{path} is {width}×{height} ({width * height / 1e6:.3g} MP), more than the limit of "
                     f"{limit:g} MP; raise it with --max-megapixels or {MAX_MEGAPIXELS_VARIABLE}."
                 )
             image.load()
+        except BadInputError:
+            raise
         except Image.DecompressionBombError as error:
             raise BadInputError(
                 f"{path} has more pixels than the limit of {limit:g} MP; raise it with --max-megapixels "

@@ -279,8 +279,9 @@ def test_photo_over_the_megapixel_limit_is_refused(tmp_path: Path, monkeypatch: 
     path = tmp_path / "bomb.png"
     Image.fromarray(_random_rgb(10, 10)).save(path)
     monkeypatch.setenv("DGP_STUDIO_MAX_MEGAPIXELS", str(limit))
-    with pytest.raises(BadInputError, match="bomb.png.*limit.*DGP_STUDIO_MAX_MEGAPIXELS"):
+    with pytest.raises(BadInputError, match="bomb.png is 10×10 .*limit.*DGP_STUDIO_MAX_MEGAPIXELS") as refused:
         load_image(path)
+    assert "corrupt" not in str(refused.value)
     assert load_image(path, max_megapixels=0.0001).size == (10, 10)
 
 

@@ -23,6 +23,25 @@ from engine.imageio import DEFAULT_MAX_MEGAPIXELS, load_image, max_megapixels
 from engine.session import Session, TaskSettings, load_session, save_session, session_image
 from tests.conftest import REPO_ROOT
 
+_STARTUP: list[float] = []
+
+
+def interpreter_start_seconds() -> float:
+    """How long a bare interpreter takes to start here (the machine may be busy): the baseline."""
+    if not _STARTUP:
+        runs = []
+        for _ in range(2):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "pass"], check=True)
+            runs.append(time.perf_counter() - started)
+        _STARTUP.append(min(runs))
+    return _STARTUP[0]
+
+
+def quick(seconds: float) -> bool:
+    """Refused within a second of the interpreter's own start-up: before any model or torch loads."""
+    return seconds - interpreter_start_seconds() < 1.0
+
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 30.0):
     environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
@@ -68,7 +87,7 @@ def test_special_files_are_refused_within_a_second(kind, tmp_path):
     completed, seconds = run_cli("restore", str(source), "--task", "colorize", "-o", str(tmp_path / "o.png"),
                                  timeout=10)
     _one_sentence(completed, fragment)
-    assert seconds < 1.0
+    assert quick(seconds)
 
 
 def test_a_fifo_as_the_mask_or_the_state_is_refused_without_opening_it(photo, tmp_path):
@@ -104,7 +123,8 @@ def test_a_photo_over_the_limit_names_the_limit_and_the_setting(photo, tmp_path)
     completed, _ = run_cli("restore", str(photo), "--task", "colorize", "-o", str(tmp_path / "o.png"),
                            "--model", str(tmp_path / "G.pth"), "--discriminator", str(tmp_path / "D.pth"),
                            env={"DGP_STUDIO_MAX_MEGAPIXELS": "0.0001"})
-    _one_sentence(completed, "more than the limit of 0.0001 MP")
+    _one_sentence(completed, "photo.png is 24×20 (0.00048 MP), more than the limit of 0.0001 MP")
+    assert "corrupt" not in completed.stderr
     assert "--max-megapixels" in completed.stderr and "DGP_STUDIO_MAX_MEGAPIXELS" in completed.stderr
 
 

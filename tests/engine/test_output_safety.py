@@ -58,6 +58,26 @@ def _digests(paths) -> dict[str, str]:
     return {str(p): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths if Path(p).is_file()}
 
 
+_STARTUP: list[float] = []
+
+
+def interpreter_start_seconds() -> float:
+    """How long a bare interpreter takes to start here (the machine may be busy): the baseline."""
+    if not _STARTUP:
+        runs = []
+        for _ in range(2):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "pass"], check=True)
+            runs.append(time.perf_counter() - started)
+        _STARTUP.append(min(runs))
+    return _STARTUP[0]
+
+
+def quick(seconds: float) -> bool:
+    """Refused within a second of the interpreter's own start-up: before any model or torch loads."""
+    return seconds - interpreter_start_seconds() < 1.0
+
+
 def run_cli(*args: str, timeout: float = 60.0) -> tuple[subprocess.CompletedProcess, float]:
     environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     started = time.perf_counter()
@@ -125,7 +145,7 @@ def test_restore_outputs_are_checked_before_any_work(case, inputs, model_files, 
     before = _digests(protected)
     completed, seconds = run_cli("restore", str(inputs["photo"]), *task, *extra, *model_args(model_files))
     _refused(completed, fragment)
-    assert seconds < 1.0, f"refused after {seconds:.2f} s: the check must come before the model loads"
+    assert quick(seconds), f"refused after {seconds:.2f} s: the check must come before the model loads"
     assert _digests(protected) == before
     assert not (tmp_path / "o.png").exists()
 
@@ -156,7 +176,7 @@ def test_every_command_protects_its_inputs(inputs, model_files, tmp_path):
     for args, fragment in cases:
         completed, seconds = run_cli(*args)
         _refused(completed, fragment)
-        assert seconds < 1.0, (args, seconds)
+        assert quick(seconds), (args, seconds)
     assert _digests(protected) == before
 
 
@@ -195,7 +215,7 @@ def test_numeric_restore_options_have_ranges(option, value, fragment, inputs, tm
     completed, seconds = run_cli("restore", str(inputs["photo"]), "--task", "colorize", "-o",
                                  str(tmp_path / "o.png"), option, value)
     _refused(completed, fragment)
-    assert seconds < 1.0
+    assert quick(seconds)
 
 
 @pytest.mark.parametrize(
@@ -212,7 +232,7 @@ def test_numeric_restore_options_have_ranges(option, value, fragment, inputs, tm
 def test_numeric_options_of_the_other_commands_have_ranges(args, fragment, tmp_path):
     completed, seconds = run_cli(*args, "-o", str(tmp_path / "o.png"))
     _refused(completed, fragment)
-    assert seconds < 1.0
+    assert quick(seconds)
 
 
 def test_transfer_class_count_is_bounded(inputs, tmp_path):
