@@ -806,6 +806,12 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     try:
+        if args.command in ("import", "download"):
+            # The store folder is this command's output: checked before any file is read or fetched.
+            from engine.files import check_output
+
+            sources = [("the generator file", getattr(args, "g", None)), ("the discriminator file", getattr(args, "d", None))]
+            check_output(args.root, option="--root", inputs=sources, folder=True, may_exist=True)
         store = ModelStore(args.root)
         if args.command == "list":
             _print_listing(store.list())

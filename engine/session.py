@@ -61,7 +61,7 @@ from PIL import Image
 from engine import __version__ as ENGINE_VERSION
 from engine.checksums import sha256_file
 from engine.errors import BadInputError
-from engine.files import MAX_INPUT_BYTES, atomic_path, check_regular_file
+from engine.files import MAX_INPUT_BYTES, atomic_path, check_regular_file, clean_stale_temporaries
 from engine.schedule import TASKS
 
 if TYPE_CHECKING:
@@ -621,6 +621,7 @@ def save_session(
         "timeline": timeline,
     }
 
+    clean_stale_temporaries(target.parent if str(target.parent) else Path("."))
     with atomic_path(target, overwrite=overwrite) as temporary, zipfile.ZipFile(
         temporary, "w", compression=zipfile.ZIP_STORED, allowZip64=True
     ) as archive:
