@@ -334,6 +334,10 @@ def _check_restore_paths(args) -> list[tuple[str, Path]]:
     """Every input and output of ``restore``, checked before anything is loaded."""
     from engine.files import MAX_INPUT_BYTES, check_distinct_outputs, check_output, check_regular_file
 
+    if args.roi is not None:
+        parts = args.roi.split(",")
+        if len(parts) != 3 or not all(part.strip().isdigit() for part in parts):
+            raise BadInputError(f"--roi {args.roi!r} must be three whole numbers LEFT,TOP,SIZE.")
     check_regular_file(args.image, what="photo", max_bytes=MAX_INPUT_BYTES)
     if args.mask is not None:
         check_regular_file(args.mask, what="mask", max_bytes=MAX_INPUT_BYTES)
