@@ -122,7 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help="what the photo shows: an ImageNet-1k class index (1 = goldfish) or name; "
                               "'auto' lets the latent search choose and reports the top 5")
     restore.add_argument("--roi", metavar="LEFT,TOP,SIZE",
-                         help="square region sent to the model (default: the largest centred square)")
+                         help="restrict the restore to this square (default: the whole photo)")
+    restore.add_argument("--detail", type=float, default=None, metavar="0..1",
+                         help="sr: how much of the prior's detail is added to the classical upscaling "
+                              "(0 = classical upscaling exactly, 1 = all of it; default 0.5)")
+    restore.add_argument("--allow-large", action="store_true",
+                         help="make results above 64 megapixels (refused otherwise)")
     restore.add_argument("--preset", metavar="NAME|FILE.toml", help="schedule preset (default: the task's)")
     restore.add_argument("--quick", action="store_true", help="the preset's quick variant (previews, tests)")
     restore.add_argument("--iteration-scale", type=number_in("--iteration-scale", 0, ITERATION_SCALE_MAX, low_open=True),
@@ -401,6 +406,7 @@ def command_restore(args) -> int:
         image=loaded.rgb, task=args.task, roi=_parse_roi(args.roi), mask=mask, sr_factor=args.factor,
         grayscale=args.gray, class_index=class_index, preset=args.preset, quick=args.quick, seed=args.seed,
         iteration_scale=args.iteration_scale, source_name=str(args.image),
+        detail_strength=args.detail, allow_large=args.allow_large,
     )
     stop = threading.Event()
     printer = None if args.json else _ProgressPrinter()

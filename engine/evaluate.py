@@ -67,13 +67,16 @@ from PIL import Image
 from engine.api import BUILTIN_MODEL_NAME, Engine, LoadedModel, load_model
 from engine.biggan import Generator, orthogonal_init_, spectral_norm_layers
 from engine.composite import RegionOfInterest, prepare_model_input
-from engine.degrade import Degradation, degradation_for_task, downsample_target_path, match_low_resolution
+from engine.degrade import Degradation, degradation_for_task, downsample_target_path
 from engine.dgp import run_dgp, to_uint8_image
 from engine.errors import BadInputError, NonFiniteLossError
 from engine.events import Cancelled, Finished
-from engine.imageio import save_image, to_tensor
+from engine.imageio import save_image
 from engine.metrics import score_result, scored_image
+from engine.plan import DEFAULT_DETAIL_STRENGTH
 from engine.schedule import Schedule, default_preset_name, resolve_preset
+from engine.superres import assemble, prior_detail
+from engine.tensors import to_tensor
 
 __all__ = [
     "BASELINE_METHODS",
@@ -137,9 +140,11 @@ METHOD_DESCRIPTIONS: dict[str, str] = {
 }
 
 # Run settings that must agree between a results file and a rerun that resumes it.
-_RESUME_KEYS = ("model", "resolution", "data", "seed", "quick", "iteration_scale", "presets", "sr_projection")
+_RESUME_KEYS = ("model", "resolution", "data", "seed", "quick", "iteration_scale", "presets", "sr_detail_strength")
 
-_RESUME_DEFAULTS = {"presets": {}, "sr_projection": False}
+# Results written before SR results were assembled with the prior's detail at a strength
+# (they were projected onto the input, or not at all) read as having no strength.
+_RESUME_DEFAULTS = {"presets": {}, "sr_detail_strength": None}
 
 # Power-iteration steps that bring a random generator's stored singular vectors close
 # to the true ones; trained checkpoints arrive with converged vectors.
@@ -680,9 +685,10 @@ def run_evaluation(
         "device": str(engine.device), "precision": "bf16" if engine.autocast_dtype else "fp32",
         "eligible_images": len(eligible), "skipped_images": skipped, "presets": chosen_presets,
         "shards": shard[1] if shard else 1,
-        # Generative SR results are projected onto the images that downsample to the input,
-        # as the app does (engine.degrade.match_low_resolution); the raw G output is scored too.
-        "sr_projection": True,
+        # Generative SR results are assembled as the app assembles them: classical upscaling of
+        # the input plus this share of the prior's detail above its frequencies, consistent with
+        # the input (engine.superres.assemble); the raw G output is scored too.
+        "sr_detail_strength": DEFAULT_DETAIL_STRENGTH,
     }
     records = read_all_results(out_path, own=results_path)
     _check_resumable(records, run, results_path)
@@ -808,7 +814,8 @@ def run_evaluation(
                     record["note"] = note
                 if low_rgb is not None:
                     record["metrics_generator"] = score_result(spec.engine_task, result, truth)
-                    result = match_low_resolution(result, low_rgb, spec.sr_factor)
+                    detail = prior_detail(result, spec.sr_factor)
+                    result = assemble(low_rgb, spec.sr_factor, [((0, 0), detail)], DEFAULT_DETAIL_STRENGTH)
             else:
                 result = _baseline_result(method, truth, input_rgb, low_rgb, degradation, resolution)
             seconds = time.perf_counter() - started

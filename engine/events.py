@@ -36,14 +36,34 @@ class RunPlan:
     preset: str
     search_candidates: int
     stages: tuple[StagePlan, ...]
-    total_steps: int         # optimisation iterations over all stages
+    total_steps: int         # optimisation iterations over all stages (and all runs of a plan)
     device: str
     precision: str
+    runs: int = 1            # model runs of the restore plan (tiles, painted areas); stages repeat per run
 
 
 @dataclass(frozen=True)
 class Started:
     plan: RunPlan
+
+
+@dataclass(frozen=True)
+class RunBegan:
+    """One model run of a restore plan starts (``index`` of ``count``; ``region`` its photo box)."""
+
+    index: int
+    count: int
+    role: str                # whole, region, area or tile (engine.plan)
+    region: tuple[int, int, int, int]   # (left, top, right, bottom) in the photo's pixels
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    """One model run of a plan ended with ``result`` (its model-resolution images and state)."""
+
+    index: int
+    count: int
+    result: RestoreResult
 
 
 @dataclass(frozen=True)
@@ -90,6 +110,8 @@ class Frame:
     target: np.ndarray       # x_hat, the degraded input, H x W x 3 uint8
     losses: dict[str, float]
     seconds_per_step: float
+    #: The restore so far put into the photo at a display scale (what will be saved), or None.
+    preview: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +143,6 @@ class Progress:
 
 
 Event = (
-    Started | SearchProgress | SearchFinished | StageBegan | Step | Frame | Notice | Finished
+    Started | RunBegan | RunFinished | SearchProgress | SearchFinished | StageBegan | Step | Frame | Notice | Finished
     | Cancelled | Progress
 )

@@ -139,7 +139,7 @@ class ResultJob:
     """
 
     task: str
-    roi: tuple[int, int, int]
+    roi: tuple[int, int, int] | None   # None: the whole photo
     mask: np.ndarray | None = None
     sr_factor: int | None = None
     grayscale: bool = False
@@ -430,7 +430,7 @@ def _weights_live_in_file(plans: Sequence[StoredState | None], index: int) -> bo
 def _job_manifest(job: ResultJob, mask_member: str | None) -> dict:
     return {
         "task": job.task,
-        "roi": [int(value) for value in job.roi],
+        "roi": None if job.roi is None else [int(value) for value in job.roi],
         "mask": mask_member,
         "sr_factor": job.sr_factor,
         "grayscale": bool(job.grayscale),
@@ -496,7 +496,8 @@ def save_session(
         _check_task(item.task, f"result {index + 1}'s task")
         if item.job is not None:
             _check_task(item.job.task, f"the task of result {index + 1}'s request")
-            _check_roi(item.job.roi, image, f"the region of result {index + 1}'s request")
+            if item.job.roi is not None:  # None: the request covered the whole photo
+                _check_roi(item.job.roi, image, f"the region of result {index + 1}'s request")
             if item.job.mask is not None:
                 _check_mask(item.job.mask, image, f"the mask of result {index + 1}")
     if session.mask is not None:
@@ -899,7 +900,9 @@ def _read_job(archive: _Archive, section: object, where: str, image: SessionImag
     job = _section(section, where)
     return ResultJob(
         task=_read_task(job.get("task"), f"{where}'s task"),
-        roi=_read_roi(job.get("roi"), f"{where}'s region", image.width, image.height),
+        roi=None if job.get("roi") is None else _read_roi(
+            job.get("roi"), f"{where}'s region", image.width, image.height
+        ),
         mask=_read_mask(archive, job.get("mask"), f"{where}'s mask", (image.height, image.width)),
         sr_factor=_whole(job.get("sr_factor"), f"{where}'s factor", minimum=1, optional=True),
         grayscale=_typed(job.get("grayscale"), bool, f"{where}'s grayscale switch"),

@@ -202,3 +202,5 @@ class RestoreResult:
     cancelled: bool = False
     composite: np.ndarray | None = None   # full-resolution result (H x W x 3 uint8), if an image was given
     notes: tuple[str, ...] = ()
+    runs_done: int = 1                    # model runs of the restore plan that finished
+    runs_total: int = 1

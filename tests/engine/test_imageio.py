@@ -14,7 +14,8 @@ import torch
 from PIL import Image, ImageCms
 
 from engine.errors import BadInputError
-from engine.imageio import LoadedImage, load_image, load_mask, save_image, to_tensor, to_uint8
+from engine.imageio import LoadedImage, load_image, load_mask, save_image
+from engine.tensors import to_tensor, to_uint8
 
 
 def _random_rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
