@@ -28,7 +28,7 @@ import torch
 
 from engine.assemble import LivePreview, assemble_composite, partial_plan_note
 from engine.biggan import BigGANConfig, Discriminator, Generator, spectral_norm_layers
-from engine.checksums import sha256_file
+from engine.checksums import sha256_file, verify_card_files
 from engine.composite import (
     Box,
     RegionOfInterest,
@@ -164,7 +164,11 @@ def load_model(
                 f"{folder}: the built-in model is not installed (no model.json); reinstall dgp-studio "
                 f"or import a BigGAN generator and discriminator."
             )
-        card = json.loads(card_path.read_text())
+        try:
+            card = json.loads(card_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise BadInputError(f"{card_path} cannot be read as a model card ({error}).") from None
+        verify_card_files(folder, card)
         g_file, d_file = folder / card["files"]["G"]["name"], folder / card["files"]["D"]["name"]
         generator, discriminator = load_biggan(g_file, d_file)
         identity = "builtin-" + card["files"]["G"]["sha256"][:12]
@@ -176,6 +180,14 @@ def load_model(
             source=str(folder), card=card,
         )
     source = Path(source)
+    card_folder = source if source.is_dir() else source.parent
+    if (card_folder / "model.json").is_file():  # a model store folder: its files are checked on every load
+        try:
+            folder_card = json.loads((card_folder / "model.json").read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise BadInputError(f"{card_folder / 'model.json'} cannot be read as a model card ({error}).") from None
+        if isinstance(folder_card, dict) and str(folder_card.get("format", "")).startswith("dgp-studio"):
+            verify_card_files(card_folder, folder_card)
     if source.is_dir() and d_path is None:
         g_candidates = sorted(source.glob("G_ema*.pth")) or sorted(source.glob("G*.pth")) or sorted(
             source.glob("G*.safetensors")

@@ -485,9 +485,7 @@ def read_results(path: Path, *, repair: bool = True) -> list[dict]:
         else:
             bad += 1
     if repair and (bad or (text and not text.endswith("\n"))):
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-        os.replace(temporary, path)
+        _write_text_atomically(path, "".join(json.dumps(r) + "\n" for r in records))
     return records
 
 
@@ -1104,13 +1102,10 @@ def write_report(results: Sequence[dict], out_dir: str | os.PathLike, *, command
 
 
 def _write_text_atomically(path: Path, text: str) -> None:
-    """Write beside ``path`` and move into place (the temporary name is the process's own)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    """Write through :func:`engine.files.write_bytes_atomically` (a fresh temporary name per call)."""
+    from engine.files import write_bytes_atomically
+
+    write_bytes_atomically(path, text.encode("utf-8"), overwrite=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -1185,12 +1180,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_arguments(args) -> None:
+    """The numeric options' ranges and the --out folder, checked before any model loads."""
+    from engine.files import check_output
+
+    if args.limit is not None and not 1 <= args.limit <= 10**7:
+        raise BadInputError(f"--limit must be from 1 to 10**7, got {args.limit}.")
+    if args.sample_fraction is not None and not 0 < args.sample_fraction <= 1:
+        raise BadInputError(f"--sample-fraction must be in (0, 1], got {args.sample_fraction}.")
+    if not 0 <= args.seed <= 2**63 - 1:
+        raise BadInputError(f"--seed must be from 0 to 2**63-1, got {args.seed}.")
+    if not 0 < args.iteration_scale <= 100:
+        raise BadInputError(f"--iteration-scale must be in (0, 100], got {args.iteration_scale}.")
+    if args.threads is not None and not 1 <= args.threads <= 1024:
+        raise BadInputError(f"--threads must be from 1 to 1024, got {args.threads}.")
+    inputs = [("the validation data", args.data), ("the class list", args.classes),
+              ("the discriminator checkpoint", args.discriminator)]
+    if args.model != BUILTIN_MODEL_NAME:
+        inputs.append(("the model", Path(args.model)))
+    check_output(args.out, option="--out", inputs=inputs, folder=True, may_exist=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``dgp-studio evaluate``: 0 done, 2 bad input, 130 interrupted (the report covers what is done)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     command = shlex.join(["dgp-studio", "evaluate", *argv])
     try:
+        _check_arguments(args)
         tasks = _comma_list(args.tasks, TASKS, "--tasks")
         methods = _comma_list(args.methods, METHODS, "--methods")
         presets = _preset_choices(args.preset)
