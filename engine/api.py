@@ -389,7 +389,7 @@ class Engine:
     def _render(self, generator: Generator, z: torch.Tensor, embedding: torch.Tensor, use_in: bool) -> list[np.ndarray]:
         with autocast_context(self.device, self.autocast_dtype):
             if use_in:
-                generator._in_initialised = True
+                generator.mark_in_initialised()
             images = generator(z.to(self.device), embedding.to(self.device), use_in=use_in).float()
         return [to_uint8_image(images[i : i + 1]) for i in range(images.shape[0])]
 
