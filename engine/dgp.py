@@ -471,13 +471,12 @@ def run_dgp(
     last_use_in = False
     last_stage = (schedule.stages[0], stage_plans[0]) if stage_plans else None
     last_frame_at = -math.inf
-    step_started = clock()
     for stage, plan in zip(schedule.stages, stage_plans):
+        step_started = clock()
+        eta.stage_began(0, plan.index, step_started)
         yield StageBegan(stage=plan, first_step=step + 1)
         if stage.g_lr > 0:
             opened_groups = max(opened_groups, plan.unlocked_groups)
-        step_started = clock()
-        eta.stage_began(0, plan.index, step_started)
         done_in_stage = 0
         early = False
         for _ in range(plan.iterations):

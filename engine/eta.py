@@ -85,6 +85,12 @@ def segments_for_run(search_candidates: int, stages: Iterable[object]) -> list[S
     return segments
 
 
+def _family(kind: str) -> str:
+    """``"stage-3"`` -> ``"stage"``: kinds that differ only by a trailing number."""
+    stem, _, number = kind.rpartition("-")
+    return stem if stem and number.isdigit() else kind
+
+
 class _Price:
     """Recent per-unit times of one kind; the price is their weighted median."""
 
@@ -126,6 +132,7 @@ class RemainingTime:
         self._segments = list(segments)
         self._units = [segment.units for segment in self._segments]
         self._measured: dict[str, _Price] = {}
+        self._order: list[str] = list(prices or {})  # kinds by their latest measurement, oldest first
         self._prior = {kind: float(value) for kind, value in (prices or {}).items() if value > 0}
         self._index = 0
         self._done = 0
@@ -151,6 +158,9 @@ class RemainingTime:
             seconds_per_unit = (now - last[2]) / units
             if seconds_per_unit >= 0 and math.isfinite(seconds_per_unit):
                 self._measured.setdefault(segment.kind, _Price()).add(seconds_per_unit, units)
+                if segment.kind in self._order:
+                    self._order.remove(segment.kind)
+                self._order.append(segment.kind)
         self._index, self._done = segment_index, units_done
         self._last = (segment_index, units_done, now)
 
@@ -175,17 +185,25 @@ class RemainingTime:
         return known
 
     def price(self, kind: str, relative_cost: float = 1.0) -> float | None:
-        """Seconds per unit of ``kind``; an unseen kind from the seen ones; None before any."""
+        """Seconds per unit of ``kind``; an unseen kind from the seen ones; None before any.
+
+        An unseen kind takes the rate (seconds per unit of relative cost) of the
+        latest measured kind of its family ("stage-1" from "stage-0"), else the
+        median rate of every kind with a price.
+        """
         known = self.prices()
         if kind in known:
             return known[kind]
         costs = {s.kind: s.relative_cost for s in self._segments}
-        # Seconds per unit of relative cost, from every kind with a price.
-        rates = sorted(value / costs.get(seen, 1.0) for seen, value in known.items())
+        rates = {seen: value / costs.get(seen, 1.0) for seen, value in known.items()}
         if not rates:
             return None
-        middle = len(rates) // 2
-        rate = rates[middle] if len(rates) % 2 else (rates[middle - 1] + rates[middle]) / 2
+        family = [seen for seen in self._order if _family(seen) == _family(kind) and seen in rates]
+        if family:
+            return rates[family[-1]] * relative_cost
+        ordered = sorted(rates.values())
+        middle = len(ordered) // 2
+        rate = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
         return rate * relative_cost
 
     def remaining_units(self) -> list[int]:
