@@ -197,3 +197,24 @@ def test_run_dgp_reports_a_robust_eta_from_a_slow_first_step_on():
                 clock.now += durations[event.step]
             assert event.seconds_per_step == pytest.approx(durations[event.step - 1])
     assert checked == 38
+
+
+def test_the_command_line_progress_follows_revised_totals_and_unknown_etas(capsys):
+    import json
+
+    from engine.cli import _event_json, _ProgressPrinter
+
+    printer = _ProgressPrinter()
+    printer.handle(ev.StageBegan(stage=stage_plans(3)[0], first_step=1))
+    printer.handle(ev.Step(stage=0, step=1, total_steps=4, losses={"total": 1.0}, seconds_per_step=0.1,
+                           eta_seconds=None))
+    assert printer.bar.total == 4
+    printer.handle(ev.Step(stage=1, step=2, total_steps=2, losses={"total": 1.0}, seconds_per_step=0.1,
+                           eta_seconds=0.0))
+    assert printer.bar.total == 2
+    printer.close()
+    ended = json.loads(_event_json(ev.StageEnded(stage=0, steps_done=1, total_steps=4, early=True)))
+    assert ended == {"event": "StageEnded", "stage": 0, "steps_done": 1, "total_steps": 4, "early": True}
+    step = json.loads(_event_json(ev.Step(stage=0, step=1, total_steps=4, losses={}, seconds_per_step=0.1,
+                                          eta_seconds=None)))
+    assert step["eta_seconds"] is None
