@@ -657,7 +657,10 @@ class MorphRenderer:
             layer.freeze_normalized_weight()
         z = torch.lerp(self.state_a.z, self.state_b.z, lam)
         embedding = torch.lerp(self.state_a.class_embedding, self.state_b.class_embedding, lam)
-        return self.engine._render(self.generator, z, embedding, self.use_in)[0]
+        # The ends are the states themselves, IN switch included (render(A), render(B));
+        # in between, the instance-norm path only when both states use it.
+        use_in = self.state_a.use_in if lam == 0.0 else self.state_b.use_in if lam == 1.0 else self.use_in
+        return self.engine._render(self.generator, z, embedding, use_in)[0]
 
 
 def resolve_class(
