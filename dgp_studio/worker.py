@@ -609,6 +609,7 @@ class EngineWorker(QObject):
             cancelled=bool(sidecar.get("cancelled", False)),
             composite=entry.composite,
             notes=tuple(str(note) for note in sidecar.get("notes", ())),
+            best_step=entry.state.info.get("best_step"),  # the run records it in the state
         )
 
     def _store_in_cache(self, cache: Any, key: str, result: Any, made_with: dict) -> None:

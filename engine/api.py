@@ -674,7 +674,7 @@ class Engine:
     def _render(self, generator: Generator, z: torch.Tensor, embedding: torch.Tensor, use_in: bool) -> list[np.ndarray]:
         with autocast_context(self.device, self.autocast_dtype):
             if use_in:
-                generator._in_initialised = True
+                generator.mark_in_initialised()
             images = generator(z.to(self.device), embedding.to(self.device), use_in=use_in).float()
         return [to_uint8_image(images[i : i + 1]) for i in range(images.shape[0])]
 
@@ -955,7 +955,10 @@ class MorphRenderer:
             layer.freeze_normalized_weight()
         z = torch.lerp(self.state_a.z, self.state_b.z, lam)
         embedding = torch.lerp(self.state_a.class_embedding, self.state_b.class_embedding, lam)
-        return self.engine._render(self.generator, z, embedding, self.use_in)[0]
+        # The ends are the states themselves, IN switch included (render(A), render(B));
+        # in between, the instance-norm path only when both states use it.
+        use_in = self.state_a.use_in if lam == 0.0 else self.state_b.use_in if lam == 1.0 else self.use_in
+        return self.engine._render(self.generator, z, embedding, use_in)[0]
 
 
 def resolve_class(

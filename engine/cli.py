@@ -237,6 +237,7 @@ class _ProgressPrinter:
 
     def handle(self, event) -> None:
         from engine import events as ev
+        from engine.eta import format_remaining
 
         if isinstance(event, ev.Started):
             plan = event.plan
@@ -253,9 +254,11 @@ class _ProgressPrinter:
         elif isinstance(event, ev.Step):
             if self.phase != "restore":
                 self._new(event.total_steps, "restore")
+            if self.bar.total != event.total_steps:  # a stage stopped early: the total is exact again
+                self.bar.total = event.total_steps
             self.bar.update(event.step - self.bar.n)
             self.bar.set_postfix_str(
-                f"stage {event.stage + 1} loss {event.losses['total']:.4f} ETA {_format_seconds(event.eta_seconds)}",
+                f"stage {event.stage + 1} loss {event.losses['total']:.4f} {format_remaining(event.eta_seconds)}",
                 refresh=True,
             )
         elif isinstance(event, ev.Notice):
@@ -269,11 +272,6 @@ class _ProgressPrinter:
             self.bar.close()
             self.bar = None
             self.phase = ""
-
-
-def _format_seconds(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def _event_json(event) -> str:
@@ -291,12 +289,16 @@ def _event_json(event) -> str:
         data.update(stage=event.stage.index, iterations=event.stage.iterations, first_step=event.first_step)
     elif isinstance(event, ev.Step):
         data.update(step=event.step, total_steps=event.total_steps, losses=event.losses,
-                    eta_seconds=round(event.eta_seconds, 2))
+                    eta_seconds=None if event.eta_seconds is None else round(event.eta_seconds, 2))
+    elif isinstance(event, ev.StageEnded):
+        data.update(stage=event.stage, steps_done=event.steps_done, total_steps=event.total_steps,
+                    early=event.early)
     elif isinstance(event, ev.Notice):
         data.update(text=event.text)
     elif isinstance(event, (ev.Finished, ev.Cancelled)) and event.result is not None:
         data.update(class_index=event.result.class_index, steps_done=event.result.steps_done,
-                    losses=event.result.losses, seconds=round(event.result.seconds, 2))
+                    losses=event.result.losses, seconds=round(event.result.seconds, 2),
+                    best_step=event.result.best_step)
     return json.dumps(data)
 
 

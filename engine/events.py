@@ -89,13 +89,29 @@ class StageBegan:
 
 
 @dataclass(frozen=True)
+class StageEnded:
+    """A stage's loop ended: after all its iterations, or ``early`` (the defence's ``stop_mse``).
+
+    ``steps_done`` counts the stage's own iterations; ``total_steps`` is the
+    run's exact total from now on (an early stop lowers it).
+    """
+
+    stage: int               # 0-based
+    steps_done: int
+    total_steps: int
+    early: bool = False
+
+
+@dataclass(frozen=True)
 class Step:
+    """One iteration; ``total_steps`` is exact (revised down once a stage stops early)."""
+
     stage: int
     step: int                # global, 1-based
     total_steps: int
     losses: dict[str, float]
     seconds_per_step: float
-    eta_seconds: float
+    eta_seconds: float | None  # estimated time left (engine.eta); None before anything was timed
 
 
 @dataclass(frozen=True)
@@ -126,7 +142,12 @@ class Finished:
 
 @dataclass(frozen=True)
 class Cancelled:
-    """The run was stopped; ``result`` holds the best state reached (or None before any step)."""
+    """The run was stopped; ``result`` holds the best state reached (or None during the search).
+
+    The best state is the one with the lowest total loss as the stage being
+    run weighs it, among every state the run measured and the last one
+    (``RestoreResult.best_step`` says which).
+    """
 
     result: RestoreResult | None
     reason: str = "cancelled"
@@ -143,6 +164,6 @@ class Progress:
 
 
 Event = (
-    Started | RunBegan | RunFinished | SearchProgress | SearchFinished | StageBegan | Step | Frame | Notice | Finished
-    | Cancelled | Progress
+    Started | RunBegan | RunFinished | SearchProgress | SearchFinished | StageBegan | Step | Frame
+    | StageEnded | Notice | Finished | Cancelled | Progress
 )

@@ -82,7 +82,10 @@ class GeneratorState:
                 if key in self.weight_delta:
                     target.add_(self.weight_delta[key].to(target.device, target.dtype))
         # The IN parameters in the state were set by the run; do not re-initialise.
-        generator._in_initialised = self.use_in
+        if self.use_in:
+            generator.mark_in_initialised()
+        else:
+            generator.reset_in_init()
         return generator
 
     # -- persistence ------------------------------------------------------------
@@ -204,3 +207,6 @@ class RestoreResult:
     notes: tuple[str, ...] = ()
     runs_done: int = 1                    # model runs of the restore plan that finished
     runs_total: int = 1
+    # The kept state is the lowest-loss one: the state that step best_step measured
+    # (its Step's loss, its Frame's image), or None for the state after the last step.
+    best_step: int | None = None
