@@ -157,7 +157,7 @@ class HistoryStrip(QListWidget):
         self.setMovement(QListView.Movement.Static)
         self.setResizeMode(QListView.ResizeMode.Adjust)
         self.setIconSize(QSize(THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-        self.setGridSize(QSize(THUMBNAIL_SIZE + 112, THUMBNAIL_SIZE + 44))
+        self.setGridSize(QSize(THUMBNAIL_SIZE + 150, THUMBNAIL_SIZE + 44))
         self.setWordWrap(False)
         self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)

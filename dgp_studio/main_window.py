@@ -1488,6 +1488,8 @@ class MainWindow(QMainWindow):
             result=result,
             job=parent.job,
             edit=edit,
+            photo_name=parent.photo_name,
+            model_identity=parent.model_identity,
         )
         self._adding_edit = True
         try:
