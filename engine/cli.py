@@ -27,7 +27,7 @@ from engine import __version__
 from engine.errors import BadInputError, NonFiniteLossError
 
 TASK_CHOICES = ("colorize", "inpaint", "sr", "hybrid", "reconstruct", "defend")
-SUBCOMMANDS = ("restore", "jitter", "transfer", "morph", "train", "models", "evaluate")
+SUBCOMMANDS = ("restore", "jitter", "transfer", "morph", "train", "models", "evaluate", "batch")
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(morph)
 
     commands.add_parser("train", help="train the built-in GAN (see 'dgp-studio train --help')", add_help=False)
+    commands.add_parser("batch", help="restore whole folders, resumably (see 'dgp-studio batch --help')",
+                        add_help=False)
     return parser
 
 
@@ -390,6 +392,10 @@ def main(argv: list[str] | None = None, *, models_root: Path | None = None) -> i
         from engine.evaluate import main as evaluate_main
 
         return evaluate_main(argv[1:])
+    if argv and argv[0] == "batch":
+        from engine.batch import main as batch_main
+
+        return batch_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
