@@ -405,12 +405,35 @@ def decide(item: BatchItem, manifest: Manifest, *, retry_failed: bool = True) ->
         if record.get("status") == "failed" and not retry_failed:
             return "skip", item
     if item.output.exists() or (item.state is not None and item.state.exists()):
-        if item.name not in manifest.claimed:
+        if item.name not in manifest.claimed or (item.output.exists() and not _written_by_batch(item, manifest)):
             return "fail", replace(item, problem=(
                 f"{item.output}: a file of that name is already in the output folder and this batch "
-                f"did not write it; move it away or choose another output folder."))
+                f"did not write it (or it was changed since); move it away or choose another output folder."))
         item = replace(item, replace_output=True)
     return "run", item
+
+
+def _written_by_batch(item: BatchItem, manifest: Manifest) -> bool:
+    """Whether the file at a photo's output is one this batch wrote, unchanged since.
+
+    Its hash is one the manifest recorded, or (written just before a killed
+    driver could record it) it carries the batch key this batch embeds.
+    """
+    try:
+        if sha256_file(item.output) in manifest.written_outputs.get(item.name, set()):
+            return True
+        from PIL import Image
+
+        with Image.open(item.output) as image:
+            if "dgp-batch-key" in image.info:
+                return True
+            description = image.getexif().get(0x010E)      # EXIF ImageDescription (JPEG, WebP)
+    except (OSError, ValueError):
+        return False
+    try:
+        return "dgp-batch-key" in json.loads(description or "{}")
+    except (TypeError, ValueError):
+        return False
 
 
 def remove_stale_temporaries(out_dir: Path) -> int:

@@ -207,12 +207,13 @@ def test_second_run_skips_done_photos_retries_failed_ones_and_redoes_changed_set
     assert (out / "a.png").stat().st_mtime_ns == first_a.st_mtime_ns
 
     (out / "b.png").write_bytes(b"edited by hand")                   # no longer what the batch wrote
-    assert cli_main([*args, "--seed", "4"]) == 0                       # other settings: everything again
+    assert cli_main([*args, "--seed", "4"]) == 2                       # other settings: everything again ...
     latest = latest_by_output(jsonl_records(out))
-    assert all(r["status"] == "done" for r in latest.values())
+    assert latest["a.png"]["status"] == latest["c.png"]["status"] == "done"
     assert len([r for r in jsonl_records(out) if r["output"] == "a.png" and r["status"] == "done"]) == 2
-    with Image.open(out / "b.png") as image:
-        image.load()
+    assert (out / "a.png").stat().st_mtime_ns != first_a.st_mtime_ns
+    assert latest["b.png"]["status"] == "failed" and "was changed since" in latest["b.png"]["error"]
+    assert (out / "b.png").read_bytes() == b"edited by hand"         # ... but the edited file stays
 
 
 def test_an_output_the_batch_did_not_write_is_never_replaced(tiny_model_files, tmp_path):
@@ -228,7 +229,7 @@ def test_an_output_the_batch_did_not_write_is_never_replaced(tiny_model_files, t
     assert rows["b.png"]["status"] == "done"
 
 
-def test_save_state_writes_a_loadable_state_beside_each_result(tiny_model_files, tmp_path):
+def test_save_state_writes_a_loadable_state_and_an_unrecorded_result_of_the_batch_is_replaced(tiny_model_files, tmp_path):
     album, out = tmp_path / "album", tmp_path / "out"
     write_photo(album / "a.png", seed=1)
     assert cli_main(["batch", str(album), "-o", str(out), "--task", "reconstruct", "--save-state",
@@ -238,6 +239,14 @@ def test_save_state_writes_a_loadable_state_beside_each_result(tiny_model_files,
     state = GeneratorState.load(out / "a.png.dgpstate")
     assert state.class_index == 3
     assert csv_rows(out)["a.png"]["state"] == "a.png.dgpstate"
+
+    # Killed after writing the result but before recording it: the file carries the batch's key,
+    # so the next run may replace it, and does.
+    lines = (out / "manifest.jsonl").read_text().splitlines(keepends=True)
+    (out / "manifest.jsonl").write_text(lines[0])
+    assert cli_main(["batch", str(album), "-o", str(out), "--task", "reconstruct", "--save-state",
+                     *fast_args(tiny_model_files)]) == 0
+    assert [r["status"] for r in jsonl_records(out)] == ["started", "started", "done"]
 
 
 def test_json_progress_reports_the_plan_each_photo_and_the_end(tiny_model_files, tmp_path, capsys):
@@ -420,3 +429,18 @@ def test_a_real_local_ray_cluster_runs_the_batch_and_retries_a_killed_actors_pho
     for index in range(4):
         with Image.open(out / f"p{index}.png") as image:
             assert image.size == (40, 36)
+
+
+def test_the_engine_and_the_batch_import_without_ray():
+    code = ("import sys, engine.batch, engine.cli, engine.api; "
+            "sys.exit(1 if any(m == 'ray' or m.startswith('ray.') for m in sys.modules) else 0)")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, check=False).returncode == 0
+
+
+def test_cluster_without_ray_installed_is_one_sentence(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)          # makes "import ray" fail like a missing package
+    from engine.batch_ray import RayPool
+
+    with pytest.raises(BadInputError, match=r'pip install "dgp-studio\[cluster\]"'):
+        RayPool(BatchSettings(task="colorize"), workers=1)
