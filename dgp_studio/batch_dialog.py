@@ -113,6 +113,7 @@ class BatchDialog(QDialog):
         self.process: QProcess | None = None
         self._buffer = b""
         self._started_at = 0.0
+        self._first_photo_at: float | None = None
         self._plan: dict = {}
         self._done = self._failed = 0
         self._last_finished: dict = {}
@@ -227,6 +228,7 @@ class BatchDialog(QDialog):
         self.progress.setValue(0)
         self.status_label.setText("Starting the workers and loading the model\u2026")
         self._started_at = time.monotonic()
+        self._first_photo_at = None
         self._set_running(True)
         process.start(program, full_arguments)
 
@@ -273,12 +275,16 @@ class BatchDialog(QDialog):
             total = max(1, int(event["total"]))
             fraction = min(1.0, float(event["done"]) / total)
             self.progress.setValue(int(round(fraction * PROGRESS_STEPS)))
-            elapsed = time.monotonic() - self._started_at
+            # From the first photo handed out: starting the workers is paid once, not per photo.
+            elapsed = time.monotonic() - (self._first_photo_at or self._started_at)
             eta = elapsed * (1 - fraction) / fraction if fraction > 0.01 else None
             self.status_label.setText(
                 f"{self._done} of {total} restored" + (f", {self._failed} failed" if self._failed else "")
                 + (f"; about {_format_eta(eta)} left" if eta is not None else "")
             )
+        elif kind == "started":
+            if self._first_photo_at is None:
+                self._first_photo_at = time.monotonic()
         elif kind == "record":
             if event.get("status") == "done":
                 self._done += 1

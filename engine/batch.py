@@ -896,8 +896,17 @@ def _drive(pool, todo: list[BatchItem], settings: BatchSettings, manifest: Manif
 # Command line
 
 
+MAX_DEFAULT_WORKERS = 8     # each worker holds its own copy of the model
+
+
 def default_workers(device: str) -> int:
-    """Local workers when --workers is not given: one per two cores on a CPU, one on a GPU."""
+    """Local workers when --workers is not given: one per CPU core (at most 8), one on a GPU.
+
+    On the project's 2-core machine two one-thread workers restored photos
+    several times faster than one two-thread worker (docs/benchmarks.md, "Batch"):
+    a DGP step on the small model scales poorly across threads, and two
+    OpenMP threads that share their cores with other work wait on each other.
+    """
     if device not in ("auto", "cpu"):
         return 1
     if device == "auto":
@@ -908,7 +917,7 @@ def default_workers(device: str) -> int:
                 return 1
         except ImportError:
             pass
-    return max(1, (os.cpu_count() or 1) // 2)
+    return max(1, min(MAX_DEFAULT_WORKERS, os.cpu_count() or 1))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -944,9 +953,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retry-failed", action=argparse.BooleanOptionalAction, default=True,
                         help="restore photos that failed on an earlier run again (default: yes)")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
-                        help="worker processes, each holding the model (default: one per two CPU cores, one on a GPU)")
+                        help="worker processes, each holding the model (default: one per CPU core, at most 8; one on a GPU)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
-                        help="torch threads per worker (default: the CPU cores split across the workers)")
+                        help="torch threads per worker (default: the CPU cores split across the workers; 1 on a cluster)")
     parser.add_argument("--cluster", nargs="?", const="", default=None, metavar="auto|ray://HOST:PORT",
                         help="run on a Ray cluster (needs dgp-studio[cluster]); without a value, RAY_ADDRESS "
                              "or 'auto'. Inputs and OUT_DIR must be on a filesystem every node sees")
@@ -1029,7 +1038,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads is not None and args.threads < 1:
             raise BadInputError(f"--threads {args.threads} must be at least 1.")
         workers = args.workers or (None if args.cluster is not None else default_workers(args.device))
-        threads = args.threads or max(1, (os.cpu_count() or 1) // (workers or 1))
+        # On a cluster an actor takes one CPU per thread; one thread each measured best (default_workers).
+        threads = args.threads or (1 if args.cluster is not None else max(1, (os.cpu_count() or 1) // workers))
         settings = BatchSettings(
             task=args.task, class_=args.class_, preset=args.preset, quick=args.quick, factor=args.factor,
             gray=args.gray, iteration_scale=args.iteration_scale, seed=args.seed, model=args.model,

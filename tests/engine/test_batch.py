@@ -444,3 +444,11 @@ def test_cluster_without_ray_installed_is_one_sentence(monkeypatch):
 
     with pytest.raises(BadInputError, match=r'pip install "dgp-studio\[cluster\]"'):
         RayPool(BatchSettings(task="colorize"), workers=1)
+
+
+def test_default_workers_are_one_per_core_capped_and_one_on_a_gpu(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert batch.default_workers("cpu") == 2
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert batch.default_workers("cpu") == batch.MAX_DEFAULT_WORKERS == 8
+    assert batch.default_workers("cuda") == batch.default_workers("mps") == 1
