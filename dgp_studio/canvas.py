@@ -419,15 +419,37 @@ class ImageCanvas(QGraphicsView):
 
     # =============================================================== result
 
-    def set_result_image(self, rgb: np.ndarray | None) -> None:
-        """Show a full-resolution result over the photo (None hides it)."""
+    def set_result_image(
+        self, rgb: np.ndarray | None, *, rect: tuple[int, int, int, int] | None = None
+    ) -> None:
+        """Show a result over the photo, fitted to ``rect`` (left, top, width, height; default the photo).
+
+        A super-resolved result has more pixels than the photo: it is drawn scaled into
+        the rectangle it restores, so compare and hold-to-compare line up with the photo.
+        None hides it.
+        """
         if rgb is None:
             self.clear_result()
             return
-        self._result_item.setPixmap(QPixmap.fromImage(rgb_to_qimage(rgb)))
-        self._result_item.setTransform(QTransform())
-        self._result_item.setPos(0, 0)
+        self._place_result(rgb_to_qimage(rgb), rgb.shape[1], rgb.shape[0], rect)
+
+    def show_preview(self, rgb: np.ndarray, *, rect: tuple[int, int, int, int] | None = None) -> None:
+        """Show a live preview (the restore so far at a display scale) stretched over ``rect`` or the photo."""
+        self._place_result(rgb_to_qimage(rgb), rgb.shape[1], rgb.shape[0], rect)
+
+    def _place_result(self, image, width: int, height: int, rect: tuple[int, int, int, int] | None) -> None:
+        left, top, target_width, target_height = rect or (0, 0, self._image_width, self._image_height)
+        self._result_item.setPixmap(QPixmap.fromImage(image))
+        self._result_item.setTransform(
+            QTransform.fromScale(target_width / max(width, 1), target_height / max(height, 1))
+        )
+        self._result_item.setPos(left, top)
         self._result_item.setVisible(not self._showing_original)
+
+    def set_roi_visible(self, visible: bool) -> None:
+        """Show or hide the region-of-interest frame (hidden while restores cover the whole photo)."""
+        if self._roi_item is not None:
+            self._roi_item.setVisible(visible)
 
     def show_live_frame(
         self, rgb: np.ndarray, *, roi: tuple[int, int, int] | None = None, alpha: np.ndarray | None = None

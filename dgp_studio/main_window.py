@@ -87,6 +87,7 @@ from dgp_studio.worker import (
     RestoredFromCache,
     RestoreJob,
     error_sentence,
+    large_result_size,
 )
 from engine.errors import BadInputError
 from engine.events import (
@@ -473,6 +474,12 @@ class MainWindow(QMainWindow):
             lambda: self.start_restore(recompute=True),
             tip="Run the restoration even when the cache holds its result (the new result replaces it)",
         )
+        self.region_action = action(
+            "Restrict to a &region",
+            self._on_region_toggled,
+            tip="Restore only the square region drawn on the photo instead of the whole photo",
+        )
+        self.region_action.setCheckable(True)
 
     def _build_menus_and_toolbar(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
@@ -541,6 +548,8 @@ class MainWindow(QMainWindow):
         run_menu.addAction(self.restore_action)
         run_menu.addAction(self.run_again_action)
         run_menu.addAction(self.cancel_action)
+        run_menu.addSeparator()
+        run_menu.addAction(self.region_action)
         studio_menu = self.menuBar().addMenu("&Studio")
         self.show_studio_action = studio_menu.addAction("Edit the selected result")
         self.show_studio_action.triggered.connect(lambda: self.side_tabs.setCurrentWidget(self.studio_panel))
@@ -838,6 +847,7 @@ class MainWindow(QMainWindow):
         self.sessions.forget_file()
         self._sync_welcome_panel()
         layer = self.canvas.set_photo(photo)
+        self.canvas.set_roi_visible(self.region_action.isChecked())
         if old_layer is not None:
             self._undo_group.removeStack(old_layer.undo_stack)
         self._undo_group.addStack(layer.undo_stack)
@@ -984,7 +994,7 @@ class MainWindow(QMainWindow):
         return RestoreJob(
             image=self._photo,
             task=options.task,
-            roi=self.canvas.roi(),
+            roi=self.canvas.roi() if self.region_action.isChecked() else None,
             mask=mask,
             sr_factor=options.sr_factor,
             grayscale=options.grayscale,
@@ -994,6 +1004,7 @@ class MainWindow(QMainWindow):
             seed=options.seed,
             iteration_scale=options.iteration_scale,
             source_name=self._photo_name or "the photo",
+            detail_strength=options.detail_strength,
         )
 
     def start_restore(self, *, recompute: bool = False) -> bool:
@@ -1010,6 +1021,16 @@ class MainWindow(QMainWindow):
             return False
         if recompute:
             job = replace(job, use_cache=False)
+        large = large_result_size(job)
+        if large is not None:
+            width, height = large
+            answer = self.ask_large_result(
+                f"The result will be {width} \u00d7 {height} pixels ({width * height / 1e6:.0f} MP). "
+                "Making and saving it needs a lot of memory and time. Make it anyway?"
+            )
+            if not answer:
+                return False
+            job = replace(job, allow_large=True)
         if not self._controller.restore(job):
             return False
         self._current_job = job
@@ -1031,9 +1052,28 @@ class MainWindow(QMainWindow):
         self._update_run_state()
         return True
 
+    def ask_large_result(self, text: str) -> bool:
+        """Ask before making a result above the size limit (tests replace this)."""
+        answer = QMessageBox.question(self, "Large result", text)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _on_region_toggled(self, checked: bool | None = None) -> None:
+        """Whole photo (default) or only the drawn square: the region frame shows only when it counts."""
+        self.canvas.set_roi_visible(self.region_action.isChecked())
+
+    def _result_rect(self, entry: HistoryEntry) -> tuple[int, int, int, int] | None:
+        """Where a result goes on the photo: the region it restores (a restricted super-resolution), else all of it."""
+        return self._result_rect_for_job(entry.job) if entry.job is not None else None
+
+    def _result_rect_for_job(self, job: RestoreJob) -> tuple[int, int, int, int] | None:
+        if job.roi is not None and job.task in ("sr", "hybrid") and job.sr_factor:
+            left, top, size = job.roi
+            return (left, top, size, size)
+        return None
+
     def _live_frame_alpha(self, job: RestoreJob) -> np.ndarray | None:
         """For tasks with a mask: where live frames are shown, ``(R, R)`` ``uint8`` (255 = painted)."""
-        if job.mask is None or self._model_info is None:
+        if job.mask is None or self._model_info is None or job.roi is None:
             return None
         from PIL import Image
 
@@ -1174,7 +1214,10 @@ class MainWindow(QMainWindow):
                 if (self._live_alpha is not None and self._live_alpha.shape == frame.image.shape[:2])
                 else None
             )
-            self.canvas.show_live_frame(frame.image, roi=self._current_job.roi, alpha=alpha)
+            if frame.preview is not None:
+                self.canvas.show_preview(frame.preview, rect=self._result_rect_for_job(self._current_job))
+            else:
+                self.canvas.show_live_frame(frame.image, roi=self._current_job.roi, alpha=alpha)
         self.progress_panel.on_frame(frame)
         self.frames_shown += 1
 
@@ -1229,7 +1272,7 @@ class MainWindow(QMainWindow):
         self._controller.worker.take_frame()  # a stale frame must not cover the result
         entry = self.history.current_entry()
         if entry is not None and entry.photo_serial == self._photo_serial:
-            self.canvas.set_result_image(entry.composite)
+            self.canvas.set_result_image(entry.composite, rect=self._result_rect(entry))
         elif self.progress_panel.cancel_button.isEnabled():
             self.progress_panel.finish("Stopped.")
         self._current_job = None
@@ -1246,7 +1289,7 @@ class MainWindow(QMainWindow):
         if not self._adding_edit:  # a kept edit leaves the studio on the result it came from
             self.studio_panel.set_entry(entry)
         if entry.photo_serial == self._photo_serial:
-            self.canvas.set_result_image(entry.composite)
+            self.canvas.set_result_image(entry.composite, rect=self._result_rect(entry))
         else:
             self.statusBar().showMessage(
                 "That result belongs to another photo; Save still writes it at full resolution.", 6000

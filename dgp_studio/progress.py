@@ -2,7 +2,8 @@
 the "what the model sees" pair and the Cancel button.
 
 Consumes the engine's events (``engine.events``) by duck typing: it reads
-their fields and never imports the engine.
+their fields and imports nothing of the engine but ``engine.eta``'s
+formatting (standard library only).
 """
 
 from __future__ import annotations
@@ -26,22 +27,14 @@ from PySide6.QtWidgets import (
 )
 
 from dgp_studio.imaging import rgb_to_qimage
+from engine.eta import format_remaining
 
 SPARKLINE_POINTS = 400
 
 
 def format_eta(seconds: float | None) -> str:
-    """``"about 1 min 05 s left"``; ``"—"`` when unknown."""
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return "\u2014"
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole} s left"
-    minutes, rest = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes} min {rest:02d} s left"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min left"
+    """``"1 min 05 s left"``; ``"—"`` when unknown (:func:`engine.eta.format_remaining`)."""
+    return format_remaining(seconds)
 
 
 class StageProgressBar(QProgressBar):
@@ -265,6 +258,8 @@ class RunProgressPanel(QWidget):
         layout.addWidget(self.details)
         self._stage_count = 0
         self._current_stage = 0
+        self._planned_iterations: list[int] = []
+        self._first_steps: dict[int, int] = {}  # stage index -> its first global step (1-based)
 
     # ------------------------------------------------------------- events
 
@@ -283,14 +278,11 @@ class RunProgressPanel(QWidget):
     def on_started(self, plan) -> None:
         """``Started.plan``: a ``RunPlan`` with stages and total steps."""
         self._stage_count = len(plan.stages)
-        starts, total = [], 0
-        for stage in plan.stages:
-            if total > 0:
-                starts.append(total)
-            total += stage.iterations
+        self._planned_iterations = [stage.iterations for stage in plan.stages]
+        self._first_steps = {}
         self.progress_bar.setRange(0, max(plan.total_steps, 1))
         self.progress_bar.setValue(0)
-        self.progress_bar.set_stage_starts(starts)
+        self._place_stage_ticks()
         self.progress_bar.setFormat("%v / %m")
         where = f"{plan.device}, {plan.precision}"
         if plan.search_candidates:
@@ -304,9 +296,25 @@ class RunProgressPanel(QWidget):
         self.status_label.setText(f"Searching the latent space: {event.done} of {event.total} candidates")
         self.eta_label.setText(f"search: {format_eta(remaining)}")
 
+    def _place_stage_ticks(self) -> None:
+        """Ticks where stages begin: where they did begin, then as planned from there."""
+        starts, position = [], 0
+        for index, iterations in enumerate(self._planned_iterations):
+            position = self._first_steps.get(index, position + 1) - 1
+            if index > 0:
+                starts.append(position)
+            position += iterations
+        self.progress_bar.set_stage_starts(starts)
+
     def on_stage_began(self, event) -> None:
-        """``StageBegan``: a new stage (more generator blocks fine-tuned)."""
+        """``StageBegan``: a new stage (more generator blocks fine-tuned).
+
+        After a stage that stopped early it begins sooner than planned: the
+        ticks from here on move with it (the steps' totals shrink to match).
+        """
         self._current_stage = event.stage.index + 1
+        self._first_steps[event.stage.index] = event.first_step
+        self._place_stage_ticks()
         self.status_label.setText(
             f"Stage {self._current_stage} of {self._stage_count}: fine-tuning "
             f"{event.stage.unlocked_groups} of {event.stage.total_groups} generator groups"

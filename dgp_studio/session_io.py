@@ -122,7 +122,7 @@ def _request_fields(job: RestoreJob | ResultJob) -> dict:
 
 def _result_job(job: RestoreJob) -> ResultJob:
     fields = _request_fields(job)
-    fields["roi"] = tuple(int(value) for value in job.roi)
+    fields["roi"] = None if job.roi is None else tuple(int(value) for value in job.roi)
     return ResultJob(**fields)
 
 

@@ -87,6 +87,14 @@ class ScrubRequest:
     lam: float
 
 
+@dataclass(frozen=True, eq=False)
+class KeyframesRequest:
+    """Each keyframe's state rendered as the morph renders its ends (``engine.render``)."""
+
+    request_id: int
+    keyframes: tuple[Any, ...]
+
+
 @dataclass(frozen=True)
 class AnimationSettings:
     """The GUI's copy of ``engine.export.AnimationOptions`` (which imports torch).
@@ -154,9 +162,11 @@ class SheetRequest:
     overwrite: bool = True
 
 
-PreviewRequest = JitterRequest | TransferRequest | GalleryRequest | ScrubRequest
+PreviewRequest = JitterRequest | TransferRequest | GalleryRequest | ScrubRequest | KeyframesRequest
 # Served first to last: a scrub is what the user is looking at while dragging.
-_PREVIEW_ORDER: tuple[type, ...] = (ScrubRequest, TransferRequest, JitterRequest, GalleryRequest)
+_PREVIEW_ORDER: tuple[type, ...] = (
+    ScrubRequest, KeyframesRequest, TransferRequest, JitterRequest, GalleryRequest,
+)
 
 
 def timeline_position(position: float, keyframe_count: int, easing: Sequence[str]) -> tuple[int, float]:
@@ -211,6 +221,9 @@ class StudioWorker(QObject):
         The gallery with this request id is complete.
     scrubReady(int, object)
         Request id and the image at that timeline position.
+    keyframesReady(int, object)
+        Request id and each keyframe's image (list of ``(R, R, 3)`` uint8), the
+        same pixels as the morph's frames at the keyframes.
     framesBatch(int, int, object)
         Request id, index of the first frame, the frames.
     framesDone(int, bool)
@@ -232,6 +245,7 @@ class StudioWorker(QObject):
     galleryBatch = Signal(int, int, object)
     galleryDone = Signal(int)
     scrubReady = Signal(int, object)
+    keyframesReady = Signal(int, object)
     framesBatch = Signal(int, int, object)
     framesDone = Signal(int, bool)
     kept = Signal(int, object)
@@ -308,6 +322,9 @@ class StudioWorker(QObject):
         if isinstance(request, ScrubRequest):
             image = self._morph_frame(engine, request.keyframes, request.segment, request.lam)
             self.scrubReady.emit(request.request_id, image)
+        elif isinstance(request, KeyframesRequest):
+            images = [engine.render(state) for state in request.keyframes]
+            self.keyframesReady.emit(request.request_id, images)
         elif isinstance(request, TransferRequest):
             image = engine.transfer(request.state, request.class_index)
             self.transferReady.emit(request.request_id, request.class_index, image)
@@ -463,6 +480,10 @@ class StudioController(QObject):
 
     def gallery(self, state: Any, classes: Sequence[int]) -> int:
         return self._post(GalleryRequest(next(self._ids), state, tuple(int(c) for c in classes)))
+
+    def render_keyframes(self, keyframes: Sequence[Any]) -> int:
+        """Render each keyframe state as the morph's ends show it."""
+        return self._post(KeyframesRequest(next(self._ids), tuple(keyframes)))
 
     def scrub(self, keyframes: Sequence[Any], segment: int, lam: float) -> int:
         return self._post(ScrubRequest(next(self._ids), tuple(keyframes), int(segment), float(lam)))

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QRadioButton,
+    QSlider,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -34,6 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from dgp_studio.imaging import rgb_to_qimage
+from engine.plan import DEFAULT_DETAIL_STRENGTH
 
 TASK_LABELS: dict[str, str] = {
     "colorize": "Colorize",
@@ -73,6 +75,7 @@ class TaskOptions:
     quick: bool
     seed: int
     iteration_scale: float
+    detail_strength: float | None = None   # sr only: 0 = classical upscaling … 1 = all the prior's detail
 
 
 class CollapsibleSection(QWidget):
@@ -156,6 +159,25 @@ class TaskPanel(QWidget):
             hybrid_layout.addWidget(box)
         tasks_grid.addWidget(self._hybrid_box, len(TASK_LABELS), 0, 1, 2)
 
+        # Super-resolution: how much of the prior's detail is added to the classical upscaling.
+        self.detail_slider = QSlider(Qt.Orientation.Horizontal)
+        self.detail_slider.setRange(0, 100)
+        self.detail_slider.setValue(round(DEFAULT_DETAIL_STRENGTH * 100))
+        self.detail_slider.setToolTip(
+            "0: classical upscaling, exactly (nothing invented); 100: all of the detail the model adds "
+            "above the photo's own resolution. The result always shrinks back to your photo."
+        )
+        self.detail_label = QLabel()
+        self.detail_slider.valueChanged.connect(self._on_detail_changed)
+        self._detail_box = QWidget()
+        detail_layout = QHBoxLayout(self._detail_box)
+        detail_layout.setContentsMargins(22, 0, 0, 0)
+        detail_layout.addWidget(QLabel("Detail"))
+        detail_layout.addWidget(self.detail_slider, 1)
+        detail_layout.addWidget(self.detail_label)
+        self._on_detail_changed(self.detail_slider.value())
+        tasks_grid.addWidget(self._detail_box, len(TASK_LABELS) + 1, 0, 1, 2)
+
         self.task_hint = QLabel()
         self.task_hint.setWordWrap(True)
         self.task_hint.setStyleSheet("color: palette(mid);")
@@ -238,6 +260,13 @@ class TaskPanel(QWidget):
     def set_sr_factor(self, factor: int) -> None:
         self.sr_factor_combo.setCurrentIndex(SR_FACTORS.index(factor))
 
+    def detail_strength(self) -> float:
+        return self.detail_slider.value() / 100.0
+
+    def _on_detail_changed(self, value: int) -> None:
+        self.detail_label.setText(f"{value} %")
+        self.optionsChanged.emit()
+
     def options(self) -> TaskOptions:
         """The panel's current settings as a :class:`TaskOptions`."""
         task = self.task()
@@ -252,6 +281,7 @@ class TaskPanel(QWidget):
             quick=self.quick_check.isChecked(),
             seed=self.seed_spin.value(),
             iteration_scale=float(self.iteration_scale_spin.value()),
+            detail_strength=self.detail_strength() if task == "sr" else None,
         )
 
     def problem(self) -> str | None:
@@ -346,4 +376,5 @@ class TaskPanel(QWidget):
         task = self.task()
         self.sr_factor_combo.setEnabled(task in ("sr", "hybrid"))
         self._hybrid_box.setVisible(task == "hybrid")
+        self._detail_box.setVisible(task == "sr")
         self.task_hint.setText(TASK_HINTS[task])

@@ -11,6 +11,9 @@ own easing.
 * Play steps a ``QTimer`` through pre-rendered frames (rendered on the engine
   thread in batches, with the same frame times as the export), looping or
   ping-ponging as set.
+* Keyframe thumbnails show each state rendered by the engine, the very pixels
+  the morph starts and ends with (a result's own image can differ: a
+  super-resolution result is projected onto its input after rendering).
 
 This module imports neither torch nor the engine.
 """
@@ -254,6 +257,8 @@ class TimelineWidget(QWidget):
         super().__init__(parent)
         self._studio = studio
         self._entries: list[HistoryEntry] = []
+        self._keyframe_images: list[np.ndarray | None] = []  # engine renders of the keyframe states
+        self._keyframes_id = 0
         self._easing: list[str] = []
         self._scrub_ids: list[int] = []  # requests in flight, oldest first
         self._scrub_positions: dict[int, float] = {}
@@ -358,6 +363,7 @@ class TimelineWidget(QWidget):
 
         worker = studio.worker
         worker.scrubReady.connect(self._on_scrub_ready)
+        worker.keyframesReady.connect(self._on_keyframes_ready)
         worker.framesBatch.connect(self._on_frames_batch)
         worker.framesDone.connect(self._on_frames_done)
         worker.failed.connect(self._on_failed)
@@ -391,18 +397,43 @@ class TimelineWidget(QWidget):
     def keyframe_entries(self) -> list[HistoryEntry]:
         return list(self._entries)
 
+    def keyframe_images(self) -> list[np.ndarray | None]:
+        """The image each keyframe's thumbnail shows: its state as the engine renders it (None until rendered)."""
+        return list(self._keyframe_images)
+
+    def _keyframe_image(self, index: int) -> np.ndarray:
+        image = self._keyframe_images[index] if index < len(self._keyframe_images) else None
+        return self._entries[index].image if image is None else image
+
+    def _on_keyframes_ready(self, request_id: int, images: list) -> None:
+        if request_id != self._keyframes_id:
+            return
+        self._keyframes_id = 0
+        self._keyframe_images = list(images)
+        for index in range(min(len(images), self.keyframe_list.count())):
+            self.keyframe_list.item(index).setIcon(QIcon(self._thumbnail(images[index])))
+        if len(self._entries) == 1 and self._shown_position is None:
+            self.preview.set_image(images[0])
+
+    @staticmethod
+    def _thumbnail(image: np.ndarray) -> QPixmap:
+        return QPixmap.fromImage(rgb_to_qimage(image)).scaled(
+            KEYFRAME_THUMBNAIL,
+            KEYFRAME_THUMBNAIL,
+            Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation,
+        )
+
     def _keyframes_changed(self, *, select: int | None = None) -> None:
         segments = max(len(self._entries) - 1, 0)
         self._easing = (self._easing + ["linear"] * segments)[:segments]
+        # Until the engine has rendered the states, the results' own images stand in.
+        self._keyframe_images = [None] * len(self._entries)
+        self._keyframes_id = self._studio.render_keyframes(self._states()) if self._entries else 0
         self.keyframe_list.blockSignals(True)
         self.keyframe_list.clear()
         for index, entry in enumerate(self._entries):
-            thumbnail = QPixmap.fromImage(rgb_to_qimage(entry.image)).scaled(
-                KEYFRAME_THUMBNAIL,
-                KEYFRAME_THUMBNAIL,
-                Qt.AspectRatioMode.KeepAspectRatio,
-                Qt.TransformationMode.SmoothTransformation,
-            )
+            thumbnail = self._thumbnail(entry.image)
             item = QListWidgetItem(QIcon(thumbnail), f"{keyframe_letter(index)} \u00b7 {entry.class_name}")
             item.setData(Qt.ItemDataRole.UserRole, index)
             item.setToolTip(entry.caption())
@@ -421,7 +452,7 @@ class TimelineWidget(QWidget):
             self._request_position(self.bar.position())
         elif self._entries:
             self._shown_position = None
-            self.preview.set_image(self._entries[0].image)
+            self.preview.set_image(self._keyframe_image(0))
             self.position_label.setText("Add another result to morph to.")
         else:
             self._shown_position = None
@@ -642,6 +673,8 @@ class TimelineWidget(QWidget):
         elif request_id == self._frames_id:
             self._frames_id = 0
             self.pause()
+        elif request_id == self._keyframes_id:
+            self._keyframes_id = 0  # the results' own images stay as thumbnails
 
     def shutdown(self) -> None:
         """Stop playback and any frame rendering (the window is closing)."""

@@ -25,7 +25,6 @@ Rules (house style §2b):
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -69,7 +68,7 @@ class RestoreJob:
 
     image: np.ndarray | None
     task: str
-    roi: tuple[int, int, int]
+    roi: tuple[int, int, int] | None   # None: the whole photo (the engine plans its runs)
     mask: np.ndarray | None = None
     sr_factor: int | None = None
     grayscale: bool = False
@@ -81,6 +80,8 @@ class RestoreJob:
     source_name: str = "the photo"
     # False: run even when the result cache holds this job ("Run again"); the new result replaces it.
     use_cache: bool = True
+    detail_strength: float | None = None   # sr: 0 = classical upscaling … 1 = all the prior's detail
+    allow_large: bool = False              # the user confirmed a result above the size limit
 
     def to_request(self) -> Any:
         """The engine's ``RestoreRequest`` (imports the engine: call on the engine thread)."""
@@ -89,11 +90,16 @@ class RestoreJob:
 
         if self.image is None:
             raise BadInputError("Open a photo first: there is nothing to restore yet.")
-        left, top, size = self.roi
+        roi = None
+        if self.roi is not None:
+            left, top, size = self.roi
+            roi = RegionOfInterest(int(left), int(top), int(size))
         return RestoreRequest(
             image=self.image,
             task=self.task,
-            roi=RegionOfInterest(int(left), int(top), int(size)),
+            roi=roi,
+            detail_strength=self.detail_strength,
+            allow_large=self.allow_large,
             mask=None if self.mask is None else self.mask.astype(np.float32),
             sr_factor=self.sr_factor,
             grayscale=self.grayscale,
@@ -104,6 +110,24 @@ class RestoreJob:
             iteration_scale=self.iteration_scale,
             source_name=self.source_name,
         )
+
+
+def large_result_size(job: RestoreJob) -> tuple[int, int] | None:
+    """``(width, height)`` of the job's result when it is above the size that is made without asking.
+
+    Only resampling tasks grow the photo: super-resolution (and hybrid with a factor) of the
+    whole photo or of the chosen region.
+    """
+    from engine.plan import LARGE_OUTPUT_PIXELS
+
+    if job.image is None or job.allow_large or not job.sr_factor or job.task not in ("sr", "hybrid"):
+        return None
+    if job.roi is not None:
+        width = height = int(job.roi[2])
+    else:
+        height, width = job.image.shape[:2]
+    width, height = width * job.sr_factor, height * job.sr_factor
+    return (width, height) if width * height > LARGE_OUTPUT_PIXELS else None
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compared by identity
@@ -418,7 +442,7 @@ class EngineWorker(QObject):
         Engine thread only (the engine prepares the job's request); raises ``BadInputError`` for a job
         the engine cannot prepare.
         """
-        key, _made_with = self._cache_key(engine, job, job.to_request())
+        key, _made_with = engine.cache_key(job.to_request())
         return key
 
     def _ensure_engine(self) -> Any:
@@ -501,19 +525,19 @@ class EngineWorker(QObject):
             if self._stop.is_set():
                 self._queue_event(Cancelled(result=None, reason="cancelled before it started"))
                 return
-            request = job.to_request()
+            prepared = engine.prepare(job.to_request())   # once: the cache key and the run share it
             cache = self._open_state_cache()
             key = None
             if cache is not None:
-                key, made_with = self._cache_key(engine, job, request)
+                key, made_with = engine.cache_key(prepared)
                 if job.use_cache:
                     hit = cache.get(key)  # a corrupt entry is dropped (and logged) there: a miss
                     if hit is not None:
-                        result = self._result_from_cache(engine, request, hit)
+                        result = self._result_from_cache(engine, prepared, hit)
                         self._queue_event(RestoredFromCache(result=result, key=key))
                         return
             self.restores_run += 1
-            for event in engine.restore(request, should_stop=self._stop, frame_interval=FRAME_INTERVAL_S):
+            for event in engine.restore(prepared, should_stop=self._stop, frame_interval=FRAME_INTERVAL_S):
                 if key is not None and isinstance(event, (Finished, Cancelled)) and event.result is not None:
                     self._store_in_cache(cache, key, event.result, made_with)
                 if isinstance(event, Frame):
@@ -555,54 +579,15 @@ class EngineWorker(QObject):
             return None
         return self._state_cache
 
-    def _cache_key(self, engine: Any, job: RestoreJob, request: Any) -> tuple[str, dict]:
-        """The job's cache key and a JSON description of what made it (for the entry's sidecar)."""
-        import engine as engine_package
-        from engine.cache import cache_key
-        from engine.dgp import to_uint8_image
-
-        prepared = engine.prepare(request)
-        photo = np.ascontiguousarray(job.image)
-        # x_hat fixes the region, its resizing and the degradation; the composite also depends on the
-        # photo outside the region and on the full-resolution mask, so those are hashed as well.
-        settings = {
-            "photo_sha256": hashlib.sha256(photo.tobytes()).hexdigest(),
-            "photo_shape": list(photo.shape),
-            "roi": [int(value) for value in job.roi],
-            "sr_factor": job.sr_factor,
-            "grayscale": bool(job.grayscale),
-            "quick": bool(job.quick),
-            "iteration_scale": float(job.iteration_scale),
-            # The preset's contents, not only its name: an edited user preset must miss.
-            "schedule": repr(prepared.schedule),
-            "device": str(getattr(engine.device, "type", engine.device)),
-            "precision": str(engine.autocast_dtype),
-        }
-        arguments = {
-            "task": job.task,
-            "preset": prepared.schedule.name,
-            "settings": settings,
-            "class_index": job.class_index,
-            "seed": int(job.seed),
-            "model_identity": engine.model.identity,
-            "engine_version": engine_package.__version__,
-        }
-        key = cache_key(
-            input_rgb_model=to_uint8_image(prepared.target),
-            mask=job.mask if job.task in ("inpaint", "hybrid") else None,
-            **arguments,
-        )
-        return key, {**arguments, "source_name": job.source_name}
-
-    def _result_from_cache(self, engine: Any, request: Any, entry: Any) -> Any:
+    def _result_from_cache(self, engine: Any, prepared: Any, entry: Any) -> Any:
         """A ``RestoreResult`` rebuilt from a cached entry (x_hat and phi(G(z*)) recomputed: cheap)."""
         import torch
 
         from engine.dgp import to_uint8_image
-        from engine.imageio import to_tensor
         from engine.state import RestoreResult
+        from engine.tensors import to_tensor
 
-        prepared = engine.prepare(request)
+        request = prepared.request
         sidecar = entry.sidecar
         with torch.no_grad():
             degraded = to_uint8_image(
@@ -624,6 +609,7 @@ class EngineWorker(QObject):
             cancelled=bool(sidecar.get("cancelled", False)),
             composite=entry.composite,
             notes=tuple(str(note) for note in sidecar.get("notes", ())),
+            best_step=entry.state.info.get("best_step"),  # the run records it in the state
         )
 
     def _store_in_cache(self, cache: Any, key: str, result: Any, made_with: dict) -> None:

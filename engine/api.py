@@ -26,9 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.assemble import LivePreview, assemble_composite, partial_plan_note
 from engine.biggan import BigGANConfig, Discriminator, Generator, spectral_norm_layers
-from engine.checksums import sha256_file
+from engine.checksums import sha256_file, verify_card_files
 from engine.composite import (
+    Box,
     RegionOfInterest,
     composite_for_task,
     prepare_low_resolution_input,
@@ -36,15 +38,43 @@ from engine.composite import (
     prepare_model_input,
     small_region_notice,
 )
-from engine.degrade import Degradation, degradation_for_task, match_low_resolution
+from engine.degrade import Degradation, degradation_for_task
 from engine.devices import autocast_context, select_autocast_dtype, select_device
 from engine.dgp import run_dgp, to_uint8_image
-from engine.errors import BadInputError
-from engine.events import Cancelled, Finished, Notice, StagePlan
-from engine.imageio import to_tensor
+from engine.errors import BadInputError, NonFiniteLossError
+from engine.events import (
+    Cancelled,
+    Finished,
+    Frame,
+    Notice,
+    RunBegan,
+    RunFinished,
+    RunPlan,
+    SearchProgress,
+    StageBegan,
+    StagePlan,
+    Started,
+    Step,
+)
 from engine.models import load_biggan
+from engine.plan import (
+    AREA,
+    AREA_MERGE_FRACTION,
+    DEFAULT_DETAIL_STRENGTH,
+    LARGE_OUTPUT_PIXELS,
+    REGION,
+    WHOLE,
+    PlannedRun,
+    RestorePlan,
+    area_runs,
+    painted_areas,
+    sr_tile_runs,
+)
 from engine.schedule import Schedule, default_preset_name, presets_for_task, resolve_preset
 from engine.state import GeneratorState, RestoreResult
+from engine.superres import extract_tile
+from engine.tasks import TASK_NAMES, check_mask_for, check_rgb_uint8
+from engine.tensors import to_tensor
 
 BUILTIN_MODEL_NAME = "builtin"
 
@@ -134,7 +164,11 @@ def load_model(
                 f"{folder}: the built-in model is not installed (no model.json); reinstall dgp-studio "
                 f"or import a BigGAN generator and discriminator."
             )
-        card = json.loads(card_path.read_text())
+        try:
+            card = json.loads(card_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise BadInputError(f"{card_path} cannot be read as a model card ({error}).") from None
+        verify_card_files(folder, card)
         g_file, d_file = folder / card["files"]["G"]["name"], folder / card["files"]["D"]["name"]
         generator, discriminator = load_biggan(g_file, d_file)
         identity = "builtin-" + card["files"]["G"]["sha256"][:12]
@@ -146,6 +180,14 @@ def load_model(
             source=str(folder), card=card,
         )
     source = Path(source)
+    card_folder = source if source.is_dir() else source.parent
+    if (card_folder / "model.json").is_file():  # a model store folder: its files are checked on every load
+        try:
+            folder_card = json.loads((card_folder / "model.json").read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise BadInputError(f"{card_folder / 'model.json'} cannot be read as a model card ({error}).") from None
+        if isinstance(folder_card, dict) and str(folder_card.get("format", "")).startswith("dgp-studio"):
+            verify_card_files(card_folder, folder_card)
     if source.is_dir() and d_path is None:
         g_candidates = sorted(source.glob("G_ema*.pth")) or sorted(source.glob("G*.pth")) or sorted(
             source.glob("G*.safetensors")
@@ -173,11 +215,14 @@ def load_model(
 class RestoreRequest:
     """One restore job on a full-resolution photo.
 
-    ``image`` is the original H x W x 3 uint8; ``roi`` the square sent to the
-    model (default: the largest centred square); ``mask`` H x W float with
-    1 = painted (missing) pixels; ``task`` one of colorize, inpaint, sr,
-    hybrid, reconstruct, defend. For ``sr`` the photo is the low-resolution
-    input. ``class_index`` None lets the latent search choose the class.
+    ``image`` is the original H x W x 3 uint8; ``roi`` restricts the restore to a
+    square (default None: the whole photo, planned by :mod:`engine.plan`); ``mask``
+    H x W float with 1 = painted (missing) pixels; ``task`` one of colorize, inpaint,
+    sr, hybrid, reconstruct, defend. For ``sr`` the photo is the low-resolution input
+    and ``detail_strength`` (0 = classical upscaling, exactly; 1 = all the prior's
+    detail; None = :data:`engine.superres.DEFAULT_DETAIL_STRENGTH`) how much of the
+    prior's detail above the input's frequencies is added. ``class_index`` None lets
+    the latent search choose the class.
     """
 
     image: np.ndarray
@@ -192,16 +237,55 @@ class RestoreRequest:
     seed: int = 0
     iteration_scale: float = 1.0
     source_name: str = "the image"   # for messages
+    detail_strength: float | None = None
+    allow_large: bool = False        # results above LARGE_OUTPUT_PIXELS must be asked for
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """One planned run with what the model is asked to match."""
+
+    run: PlannedRun
+    target: torch.Tensor             # x_hat (1, 3, R, R) in [-1, 1]
+    degradation: Degradation
+    low_resolution: np.ndarray | None = None   # sr: the tile of the low-resolution photo, uint8
 
 
 @dataclass(frozen=True)
 class PreparedRestore:
-    target: torch.Tensor             # x_hat (1, 3, R, R) in [-1, 1]
-    degradation: Degradation
+    """A request validated and planned, every run's x_hat built: computed once per restore."""
+
+    request: RestoreRequest
+    plan: RestorePlan
+    runs: tuple[PreparedRun, ...]
     schedule: Schedule
-    roi: RegionOfInterest
     notes: tuple[str, ...]
-    low_resolution: np.ndarray | None = None   # the SR input at (R/f)×(R/f), uint8, for "sr" only
+    #: sr: the whole low-resolution photo (padded to at least one tile), its true size and f.
+    low_resolution: np.ndarray | None = None
+    low_size: tuple[int, int] | None = None
+    #: inpainting: each area run's painted box (left, top, right, bottom), in run order.
+    areas: tuple[tuple[int, int, int, int], ...] = ()
+
+    # The primary run (the first: for a single-run plan, the only one) stands for the
+    # restore where one image is meant: the "what the model sees" preview, the state.
+    @property
+    def target(self) -> torch.Tensor:
+        return self.runs[self.primary_index].target
+
+    @property
+    def degradation(self) -> Degradation:
+        return self.runs[self.primary_index].degradation
+
+    @property
+    def roi(self) -> RegionOfInterest | Box:
+        return self.runs[self.primary_index].run.region
+
+    @property
+    def primary_index(self) -> int:
+        """The run whose state the result keeps: the largest painted area, else the first run."""
+        if self.plan.runs[0].role == AREA:
+            return max(range(len(self.runs)), key=lambda i: self.runs[i].run.region.size)
+        return 0
 
 
 class Engine:
@@ -251,109 +335,310 @@ class Engine:
             schedule = schedule.quick()
         return schedule.scaled(iteration_scale)
 
-    def preset_stages(self, name: str, quick: bool = False) -> list[StagePlan]:
-        schedule = self.schedule_for(name, quick=quick)
-        return list(
-            schedule.plan(
-                feature_count=self.D.config.n_discriminator_features,
-                group_count=self.G.config.n_generator_blocks + 1,
-            )
-        )
+    def stage_plans(self, schedule: Schedule) -> tuple[StagePlan, ...]:
+        return tuple(schedule.plan(
+            feature_count=self.D.config.n_discriminator_features,
+            group_count=self.G.config.n_generator_blocks + 1,
+        ))
 
     # -- restore --------------------------------------------------------------
-    def prepare(self, request: RestoreRequest) -> PreparedRestore:
-        """Validate a request and build x_hat, phi and the schedule."""
-        image = request.image
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise BadInputError(f"{request.source_name}: expected an H×W×3 uint8 RGB image.")
+    def prepare(self, request: RestoreRequest | PreparedRestore) -> PreparedRestore:
+        """Validate a request, plan its runs and build each run's x_hat, phi and the schedule.
+
+        A :class:`PreparedRestore` is returned as it is, so callers that prepared once
+        (the app's worker: cache key, then restore) pass it on instead of the request.
+        """
+        if isinstance(request, PreparedRestore):
+            return request
+        image = check_rgb_uint8(request.image, request.source_name)
         height, width = image.shape[:2]
         resolution = self.resolution
-        roi = request.roi or RegionOfInterest.largest_centred_square(width, height)
-        roi.validate(width, height)
-        notes = []
-        notice = small_region_notice(roi, resolution)
-        if notice:
-            notes.append(notice)
         task = request.task
+        if task not in TASK_NAMES:
+            raise BadInputError(f"unknown task {task!r}; expected one of {', '.join(TASK_NAMES)}.")
+        if request.roi is not None:
+            request.roi.validate(width, height)
         if request.class_index is not None and not 0 <= request.class_index < self.G.config.n_classes:
             raise BadInputError(
                 f"class index {request.class_index} is outside this model's "
                 f"{self.G.config.n_classes} classes (0–{self.G.config.n_classes - 1})."
             )
-        mask_model = None
-        if request.mask is not None and task in ("inpaint", "hybrid"):
-            if request.mask.shape[:2] != (height, width):
-                raise BadInputError(
-                    f"the mask is {request.mask.shape[1]}×{request.mask.shape[0]} but "
-                    f"{request.source_name} is {width}×{height}."
-                )
-            missing = prepare_mask(request.mask, roi, resolution)
-            if not np.any(missing > 0):
-                raise BadInputError(
-                    "the mask has no painted pixels inside the region sent to the model."
-                )
-            mask_model = torch.from_numpy(1.0 - missing.astype(np.float32))[None, None]
-        elif task == "inpaint":
+        uses_mask = task in ("inpaint", "hybrid") and request.mask is not None
+        if task == "inpaint" and request.mask is None:
             raise BadInputError("inpainting needs a mask: paint the missing region first.")
+        if uses_mask:
+            check_mask_for(request.mask, width, height, request.source_name, region=request.roi)
         sr_factor = request.sr_factor if task in ("sr", "hybrid") else None
         if task == "sr" and sr_factor is None:
             sr_factor = 4
+        if task == "sr" and resolution % sr_factor:
+            raise BadInputError(
+                f"the model resolution {resolution} is not divisible by the super-resolution factor {sr_factor}."
+            )
+        self.detail_strength_for(request)   # checked before any work
+        schedule = self.schedule_for(request)
+        steps_per_run = sum(stage.iterations for stage in self.stage_plans(schedule))
+        notes: list[str] = []
+        low_photo = low_size = None
+        if task == "sr":
+            low_photo, low_size, runs = self._plan_super_resolution(image, request.roi, resolution, sr_factor)
+            output_size = (low_size[0] * sr_factor, low_size[1] * sr_factor)
+        else:
+            runs = self._plan_runs(request, image, resolution, sr_factor)
+            first = runs[0].region
+            output_size = (width, height)
+            if task == "hybrid" and sr_factor and sr_factor > 1:
+                output_size = (first.width * sr_factor, first.height * sr_factor)
+            notice = small_region_notice(first, resolution) if runs[0].role == REGION else None
+            if notice:
+                notes.append(notice)
+        if output_size[0] * output_size[1] > LARGE_OUTPUT_PIXELS and not request.allow_large:
+            raise BadInputError(
+                f"{request.source_name}: the result would be {output_size[0]}×{output_size[1]} "
+                f"({output_size[0] * output_size[1] / 1e6:.0f} MP), above the {LARGE_OUTPUT_PIXELS // 1_000_000} MP "
+                "that is made without asking; confirm it (--allow-large) or choose a smaller factor or region."
+            )
+        plan = RestorePlan(
+            task=task, runs=runs, steps_per_run=steps_per_run, candidates_per_run=schedule.search_candidates,
+            photo_size=(width, height), output_size=output_size,
+        )
+        prepared_runs = tuple(
+            self._prepare_run(request, image, run, resolution, sr_factor, low_photo) for run in runs
+        )
+        if len(runs) > 1:
+            notes.append(f"This restore takes {plan.describe()}.")
+        areas = tuple(self._areas(request.mask)) if runs[0].role == AREA else ()
+        return PreparedRestore(
+            request=request, plan=plan, runs=prepared_runs, schedule=schedule, notes=tuple(notes),
+            low_resolution=low_photo, low_size=low_size, areas=areas,
+        )
+
+    def _plan_runs(self, request: RestoreRequest, image: np.ndarray, resolution: int,
+                   sr_factor: int | None) -> tuple[PlannedRun, ...]:
+        height, width = image.shape[:2]
+        if request.roi is not None:
+            return (PlannedRun(index=0, role=REGION, region=request.roi),)
+        if request.task == "hybrid" and sr_factor and sr_factor > 1:
+            # Hybrid with resampling keeps the model's square: its ×f output is built from it.
+            return (PlannedRun(index=0, role=REGION, region=RegionOfInterest.largest_centred_square(width, height)),)
+        if request.task == "inpaint":
+            return area_runs(self._areas(request.mask), width, height, resolution=resolution)
+        return (PlannedRun(index=0, role=WHOLE, region=Box.whole(width, height)),)
+
+    @staticmethod
+    def _areas(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
+        height, width = mask.shape[:2]
+        return painted_areas(mask, merge_distance=max(2, int(AREA_MERGE_FRACTION * max(width, height))))
+
+    @staticmethod
+    def _plan_super_resolution(image: np.ndarray, roi: RegionOfInterest | None, resolution: int,
+                               factor: int) -> tuple[np.ndarray, tuple[int, int], tuple[PlannedRun, ...]]:
+        """The low-resolution photo (the region, if any) at its own scale, its size and its tiles."""
+        low = np.ascontiguousarray(roi.crop(image) if roi is not None else image)
+        low_height, low_width = low.shape[:2]
+        runs = sr_tile_runs(low_width, low_height, resolution=resolution, factor=factor)
+        return low, (low_width, low_height), runs
+
+    def _prepare_run(self, request: RestoreRequest, image: np.ndarray, run: PlannedRun, resolution: int,
+                     sr_factor: int | None, low_photo: np.ndarray | None) -> PreparedRun:
+        task = request.task
+        mask_model = None
+        if request.mask is not None and task in ("inpaint", "hybrid"):
+            missing = prepare_mask(request.mask, run.region, resolution)
+            if not np.any(missing > 0):
+                raise BadInputError(
+                    f"{request.source_name}: the mask has no painted pixels inside the region sent to the model."
+                )
+            mask_model = torch.from_numpy(1.0 - missing.astype(np.float32))[None, None]
         grayscale = True if task == "colorize" else request.grayscale
         degradation = degradation_for_task(
             task, resolution=resolution, mask=mask_model, sr_factor=sr_factor,
             grayscale=grayscale if task == "hybrid" else None,
         ).to(self.device)
         low = None
-        if degradation.sr_factor:
-            low = prepare_low_resolution_input(image, roi, resolution, degradation.sr_factor)
+        if task == "sr":
+            low = extract_tile(low_photo, run.tile)
+            target = degradation.target_from_low_resolution(to_tensor(low).to(self.device))
+        elif degradation.sr_factor:
+            low = prepare_low_resolution_input(image, run.region, resolution, degradation.sr_factor)
             target = degradation.target_from_low_resolution(to_tensor(low).to(self.device))
         else:
-            model_input = prepare_model_input(image, roi, resolution)
+            model_input = prepare_model_input(image, run.region, resolution)
             target = degradation.target_path(to_tensor(model_input).to(self.device))
-        schedule = self.schedule_for(request)
-        return PreparedRestore(
-            target=target, degradation=degradation, schedule=schedule, roi=roi, notes=tuple(notes),
-            low_resolution=low if task == "sr" else None,
-        )
+        return PreparedRun(run=run, target=target, degradation=degradation, low_resolution=low)
 
-    def preview_degraded(self, request: RestoreRequest) -> np.ndarray:
-        """x_hat as uint8: what the model will be asked to match."""
+    def preview_degraded(self, request: RestoreRequest | PreparedRestore) -> np.ndarray:
+        """x_hat as uint8: what the model will be asked to match (the primary run's)."""
         return to_uint8_image(self.prepare(request).target)
 
+    def cache_key(self, request: RestoreRequest | PreparedRestore) -> tuple[str, dict]:
+        """The result cache's key of a restore and a JSON description of what made it.
+
+        Computed here so the app and the command line share cache entries. x_hat of
+        every run fixes the plan, the regions, their resizing and the degradation; the
+        composite also depends on the photo outside the regions and on the
+        full-resolution mask, so those are hashed as well.
+        """
+        import engine as engine_package
+        from engine.cache import cache_key
+
+        prepared = self.prepare(request)
+        request = prepared.request
+        photo = np.ascontiguousarray(request.image)
+        targets = np.concatenate([to_uint8_image(run.target) for run in prepared.runs], axis=0)
+        roi = request.roi
+        settings = {
+            "photo_sha256": hashlib.sha256(photo.tobytes()).hexdigest(),
+            "photo_shape": list(photo.shape),
+            "roi": None if roi is None else [roi.left, roi.top, roi.size],
+            "plan": [[run.role, *run.region.box] for run in prepared.plan.runs],
+            "sr_factor": request.sr_factor,
+            "detail_strength": self.detail_strength_for(request),
+            "grayscale": bool(request.grayscale),
+            "quick": bool(request.quick),
+            "iteration_scale": float(request.iteration_scale),
+            # The preset's contents, not only its name: an edited user preset must miss.
+            "schedule": repr(prepared.schedule),
+            "device": str(getattr(self.device, "type", self.device)),
+            "precision": str(self.autocast_dtype),
+        }
+        arguments = {
+            "task": request.task,
+            "preset": prepared.schedule.name,
+            "settings": settings,
+            "class_index": request.class_index,
+            "seed": int(request.seed),
+            "model_identity": self.model.identity,
+            "engine_version": engine_package.__version__,
+        }
+        key = cache_key(
+            input_rgb_model=targets,
+            mask=request.mask if request.task in ("inpaint", "hybrid") else None,
+            **arguments,
+        )
+        return key, {**arguments, "source_name": request.source_name}
+
+    @staticmethod
+    def detail_strength_for(request: RestoreRequest) -> float | None:
+        """The super-resolution detail strength a request runs with (None for other tasks)."""
+        if request.task != "sr":
+            return None
+        strength = DEFAULT_DETAIL_STRENGTH if request.detail_strength is None else request.detail_strength
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
+            raise BadInputError(f"the detail strength must be a number from 0 to 1, not {strength!r}.")
+        return float(strength)
+
     def restore(
-        self, request: RestoreRequest, *, should_stop: threading.Event | None = None,
+        self, request: RestoreRequest | PreparedRestore, *, should_stop: threading.Event | None = None,
         frame_interval: float = 0.2,
     ) -> Iterator:
-        """Run DGP on a request; yields engine events (see :func:`engine.dgp.run_dgp`).
+        """Run every model run of a restore's plan; yields engine events (see :func:`engine.dgp.run_dgp`).
 
-        ``Finished``/``Cancelled`` results carry the full-resolution composite. For
-        ``sr`` their image is the generator's output projected onto the images whose
-        Lanczos downsampling is the input (:func:`engine.degrade.match_low_resolution`),
-        so the result shrunk back reproduces the photo; the state renders the output
-        before that projection, which edits start from.
+        One ``Started`` describes the whole plan (``total_steps`` over all runs); each
+        run is announced by ``RunBegan`` and its ``Step``/``Frame``/``StageBegan`` events
+        count steps over the whole plan. ``Frame.preview`` is the restore so far put
+        into the photo at a display scale (what will be saved, not the raw model
+        output). ``Finished``/``Cancelled`` results carry the full-resolution composite
+        assembled from every finished run (see :func:`assemble_composite`); the state
+        is the primary run's. A cancel between or during runs keeps the runs finished
+        so far (and the stopped run's state), composited, and says so in ``reason``.
         """
         prepared = self.prepare(request)
+        request = prepared.request
+        plan = prepared.plan
         for note in prepared.notes:
             yield Notice(note)
-        for event in run_dgp(
-            self.G, self.D, prepared.degradation, prepared.target, prepared.schedule,
-            class_index=request.class_index, seed=request.seed, device=self.device,
-            autocast_dtype=self.autocast_dtype, model_identity=self.model.identity,
-            should_stop=should_stop, frame_interval=frame_interval,
-        ):
-            if isinstance(event, (Finished, Cancelled)) and event.result is not None:
-                image = event.result.image
-                if prepared.low_resolution is not None:
-                    image = match_low_resolution(image, prepared.low_resolution, prepared.degradation.sr_factor)
-                composite = composite_for_task(
-                    request.task, request.image, prepared.roi, image,
-                    mask=request.mask, factor=prepared.degradation.sr_factor,
-                )
-                result = replace(event.result, image=image, composite=composite, notes=prepared.notes)
-                event = Finished(result=result) if isinstance(event, Finished) else Cancelled(
-                    result=result, reason=event.reason
-                )
-            yield event
+        stage_plans = self.stage_plans(prepared.schedule)
+        yield Started(plan=RunPlan(
+            task=request.task, preset=prepared.schedule.name,
+            search_candidates=prepared.schedule.search_candidates, stages=stage_plans,
+            total_steps=plan.total_steps, device=str(self.device),
+            precision="bf16" if self.autocast_dtype == torch.bfloat16 else "fp32", runs=len(plan.runs),
+        ))
+        preview = LivePreview(prepared)
+        results: list[RestoreResult | None] = [None] * len(plan.runs)
+        started_at = time.perf_counter()
+        finished_runs_seconds = 0.0
+        non_finite: NonFiniteLossError | None = None
+        class_index = request.class_index
+        for prepared_run in prepared.runs:
+            run = prepared_run.run
+            offset = plan.first_step_of(run.index)
+            yield RunBegan(index=run.index, count=len(plan.runs), role=run.role, region=run.region.box)
+            run_started = time.perf_counter()
+            outcome = None
+            events = run_dgp(
+                self.G, self.D, prepared_run.degradation, prepared_run.target, prepared.schedule,
+                class_index=class_index, seed=request.seed, device=self.device,
+                autocast_dtype=self.autocast_dtype, model_identity=self.model.identity,
+                should_stop=should_stop, frame_interval=max(frame_interval, preview.interval),
+            )
+            while True:
+                try:
+                    event = next(events)
+                except StopIteration:
+                    break
+                except NonFiniteLossError as error:
+                    non_finite = error
+                    break
+                if isinstance(event, Started):
+                    continue
+                if isinstance(event, (Finished, Cancelled)):
+                    outcome = event
+                    continue
+                if isinstance(event, SearchProgress):
+                    done = run.index * plan.candidates_per_run + event.done
+                    event = replace(event, done=done, total=plan.total_candidates)
+                elif isinstance(event, StageBegan):
+                    event = replace(event, first_step=event.first_step + offset)
+                elif isinstance(event, Step):
+                    runs_left = len(plan.runs) - run.index - 1
+                    elapsed_run = time.perf_counter() - run_started
+                    per_run = (finished_runs_seconds / run.index) if run.index else elapsed_run + event.eta_seconds
+                    event = replace(event, step=event.step + offset, total_steps=plan.total_steps,
+                                    eta_seconds=event.eta_seconds + runs_left * per_run)
+                elif isinstance(event, Frame):
+                    event = replace(event, step=event.step + offset, total_steps=plan.total_steps,
+                                    preview=preview.update(run.index, event.image))
+                yield event
+            finished_runs_seconds += time.perf_counter() - run_started
+            if outcome is None or outcome.result is None:
+                break
+            results[run.index] = outcome.result
+            preview.update(run.index, outcome.result.image, final=True)
+            yield RunFinished(index=run.index, count=len(plan.runs), result=outcome.result)
+            _keep_one_state(results, prepared.primary_index)
+            if isinstance(outcome, Cancelled) or non_finite is not None:
+                break
+            if class_index is None and request.task != "inpaint":
+                # Tiles of one photo show one thing: the first run's class holds for the rest.
+                class_index = outcome.result.class_index
+        finished = [r for r in results if r is not None]
+        if not finished:
+            yield Cancelled(result=None)
+            if non_finite is not None:
+                raise non_finite
+            return
+        composite = assemble_composite(prepared, results, detail_strength=self.detail_strength_for(request))
+        primary = results[prepared.primary_index] or next(r for r in finished if r.state is not None)
+        done_count = len(finished)
+        cancelled = done_count < len(plan.runs) or any(r.cancelled for r in finished)
+        notes = prepared.notes
+        reason = str(non_finite) if non_finite is not None else "cancelled"
+        if cancelled and len(plan.runs) > 1:
+            reason = partial_plan_note(plan, results)
+            notes = (*notes, reason)
+        result = replace(
+            primary, composite=composite, notes=notes, cancelled=cancelled,
+            steps_done=sum(r.steps_done for r in finished), total_steps=plan.total_steps,
+            seconds=time.perf_counter() - started_at, runs_done=done_count, runs_total=len(plan.runs),
+        )
+        if cancelled:
+            yield Cancelled(result=result, reason=reason)
+            if non_finite is not None:
+                raise non_finite
+        else:
+            yield Finished(result=result)
 
     # -- manipulation ---------------------------------------------------------
     def _check_state(self, state: GeneratorState) -> None:
@@ -389,7 +674,7 @@ class Engine:
     def _render(self, generator: Generator, z: torch.Tensor, embedding: torch.Tensor, use_in: bool) -> list[np.ndarray]:
         with autocast_context(self.device, self.autocast_dtype):
             if use_in:
-                generator._in_initialised = True
+                generator.mark_in_initialised()
             images = generator(z.to(self.device), embedding.to(self.device), use_in=use_in).float()
         return [to_uint8_image(images[i : i + 1]) for i in range(images.shape[0])]
 
@@ -583,6 +868,19 @@ class Engine:
             yield float(value), morpher.render(float(value))
 
 
+def _keep_one_state(results: list[RestoreResult | None], primary: int) -> None:
+    """Drop the fine-tuned weights of every finished run but one (BigGAN-128's are ~280 MB a run).
+
+    The primary run's state is kept; until it has finished, the first finished run's is.
+    """
+    keep = primary if results[primary] is not None else next(
+        (index for index, result in enumerate(results) if result is not None), None
+    )
+    for index, result in enumerate(results):
+        if result is not None and index != keep and result.state is not None:
+            results[index] = replace(result, state=None)
+
+
 class MorphRenderer:
     """Renders interpolations between two states with one preallocated generator.
 
@@ -657,7 +955,10 @@ class MorphRenderer:
             layer.freeze_normalized_weight()
         z = torch.lerp(self.state_a.z, self.state_b.z, lam)
         embedding = torch.lerp(self.state_a.class_embedding, self.state_b.class_embedding, lam)
-        return self.engine._render(self.generator, z, embedding, self.use_in)[0]
+        # The ends are the states themselves, IN switch included (render(A), render(B));
+        # in between, the instance-norm path only when both states use it.
+        use_in = self.state_a.use_in if lam == 0.0 else self.state_b.use_in if lam == 1.0 else self.use_in
+        return self.engine._render(self.generator, z, embedding, use_in)[0]
 
 
 def resolve_class(

@@ -51,6 +51,7 @@ from typing import Self
 
 from engine.checksums import sha256_file
 from engine.errors import BadInputError
+from engine.files import is_temporary_name, write_bytes_atomically
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 WRITABLE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
@@ -311,19 +312,6 @@ def _safe_key(source: Path, mask: Path | None, settings: BatchSettings) -> str:
 # The manifest
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data``: a temporary file in the same folder, flushed, then renamed."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.part")
-    try:
-        with open(temporary, "xb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 class Manifest:
     """``manifest.jsonl`` (every record, appended) and ``manifest.csv`` (the latest per photo).
 
@@ -380,7 +368,7 @@ class Manifest:
         writer.writeheader()
         for record in self.latest.values():
             writer.writerow({name: ("" if record.get(name) is None else record.get(name)) for name in MANIFEST_FIELDS})
-        _write_atomically(self.csv, text.getvalue().encode())
+        write_bytes_atomically(self.csv, text.getvalue().encode(), overwrite=True)
 
 
 def _output_is_valid(item: BatchItem, record: dict) -> bool:
@@ -437,13 +425,13 @@ def _written_by_batch(item: BatchItem, manifest: Manifest) -> bool:
 
 
 def remove_stale_temporaries(out_dir: Path) -> int:
-    """Remove the hidden ``.NAME.*.part`` files a killed batch left in OUT_DIR (the lock is held)."""
+    """Remove the hidden temporary files a killed batch left anywhere in OUT_DIR (the lock is held)."""
     removed = 0
     if not out_dir.is_dir():
         return 0
     for folder, _folders, names in os.walk(out_dir):
         for name in names:
-            if name.startswith(".") and name.endswith((".part", ".part.tmp", f"{STATE_SUFFIX}.tmp")):
+            if is_temporary_name(name):
                 Path(folder, name).unlink(missing_ok=True)
                 removed += 1
     return removed
@@ -479,18 +467,6 @@ class BatchLock:
 
 # --------------------------------------------------------------------------------------
 # One photo (runs inside a worker)
-
-
-def _write_beside(path: Path, write: Callable[[Path], None], *, overwrite: bool) -> None:
-    """Write ``path`` through ``write(temporary)`` and move it into place atomically."""
-    from engine.files import move_into_place
-
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.part")
-    try:
-        write(temporary)
-        move_into_place(temporary, path, overwrite=overwrite)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def restore_photo(engine, item: BatchItem, settings: BatchSettings, *, should_stop=None,
@@ -537,7 +513,7 @@ def restore_photo(engine, item: BatchItem, settings: BatchSettings, *, should_st
             "dgp-batch-key": item.key,
         }
         if item.state is not None:
-            _write_beside(item.state, result.state.save, overwrite=item.replace_output)
+            result.state.save(item.state, overwrite=item.replace_output)     # atomic, like save_image
         # save_image writes a hidden temporary file beside the output and renames it.
         save_image(result.composite, item.output, metadata=metadata, overwrite=item.replace_output,
                    protect=item.source)

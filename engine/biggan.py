@@ -474,9 +474,23 @@ class Generator(nn.Module):
         )
         self._in_initialised = False
 
+    @property
+    def in_initialised(self) -> bool:
+        """Whether the next ``use_in`` forward uses the IN parameters as they are."""
+        return self._in_initialised
+
     def reset_in_init(self) -> None:
         """Make the next ``use_in`` forward re-initialise the IN parameters."""
         self._in_initialised = False
+
+    def mark_in_initialised(self) -> None:
+        """Keep the IN parameters: the next ``use_in`` forward uses them unchanged.
+
+        For parameters a DGP run set or a state brought; a ``use_in=False``
+        forward or :meth:`reset_in_init` makes the next ``use_in`` forward
+        initialise them again (section 6.5).
+        """
+        self._in_initialised = True
 
     def embed(self, class_index: torch.Tensor) -> torch.Tensor:
         return self.shared(class_index)
@@ -491,6 +505,13 @@ class Generator(nn.Module):
         init_in = False
         if use_in:
             init_in = not self._in_initialised
+            if init_in and z.shape[0] != 1:
+                # The IN affine parameters are shared by the batch; DGP sets them
+                # from one image's statistics, which a batch does not have.
+                raise ValueError(
+                    f"instance-norm initialisation needs a batch of one image, got {z.shape[0]}; "
+                    f"initialise with one image first (or call mark_in_initialised)."
+                )
             self._in_initialised = True
         else:
             self._in_initialised = False

@@ -17,6 +17,17 @@ into place with one ``os.replace``, so a crash leaves either the whole entry
 or nothing under its key (stale temporary folders are swept later). The
 sidecar's modification time is the entry's last-used time: ``get`` touches
 it and eviction removes the least recently used entries first.
+
+Several processes (two app windows, the app and a script) may share one
+cache folder. Every operation that reads or changes entries holds an
+exclusive lock on ``<root>/.lock`` (``filelock``: ``fcntl.flock`` on POSIX,
+``LockFileEx`` on Windows; the operating system releases it when a process
+dies, so a crash never leaves the cache locked). A lock rather than
+write-once entries named by content, because a key names its inputs, not its
+result: two runs of one key may differ (cancelled, another device), and the
+later must replace the earlier without a reader ever seeing half of each.
+The sidecar carries the SHA-256 of its own canonical JSON, so an edited
+``entry.json`` (a class index, a file checksum) is a miss, never trusted.
 """
 
 from __future__ import annotations
@@ -37,16 +48,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 from PIL import Image
 
 from engine.checksums import sha256_file
 from engine.errors import BadInputError
+from engine.files import describe_os_error, fsync_folder, write_bytes_atomically
 from engine.state import GeneratorState, RestoreResult
 
 logger = logging.getLogger(__name__)
 
 ENTRY_FORMAT = "dgp-studio-cache-entry"
-ENTRY_FORMAT_VERSION = 1
+ENTRY_FORMAT_VERSION = 2          # 2: the sidecar's own checksum
+LOCK_FILE = ".lock"
+LOCK_TIMEOUT_SECONDS = 120.0
 KEY_ENCODING_VERSION = 1   # bump when cache_key's encoding changes: old keys then simply miss
 
 STATE_FILE = "state.safetensors"
@@ -236,6 +251,40 @@ def _write_png(path: Path, image: np.ndarray, what: str) -> None:
     ):
         raise BadInputError(f"cache entry: the {what} must be an H x W x 3 uint8 array.")
     Image.fromarray(np.ascontiguousarray(image), mode="RGB").save(path, format="PNG", compress_level=1)
+    with open(path, "r+b") as stream:
+        os.fsync(stream.fileno())
+
+
+def _sidecar_checksum(sidecar: Mapping[str, object]) -> str:
+    """SHA-256 of the sidecar's canonical JSON without its own ``checksum`` field."""
+    body = {name: value for name, value in sidecar.items() if name != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
+class _BothLocks:
+    """Hold a thread lock and a cross-process lock file together; a lock that cannot be had is one sentence."""
+
+    def __init__(self, thread_lock: threading.RLock, file_lock: FileLock, root: Path) -> None:
+        self.thread_lock, self.file_lock, self.root = thread_lock, file_lock, root
+
+    def __enter__(self) -> None:
+        self.thread_lock.acquire()
+        try:
+            self.file_lock.acquire()
+        except Timeout:
+            self.thread_lock.release()
+            raise BadInputError(
+                f"the cache {self.root} stayed locked by another process for {LOCK_TIMEOUT_SECONDS:g} s."
+            ) from None
+        except OSError as error:
+            self.thread_lock.release()
+            raise BadInputError(f"the cache {self.root} cannot be locked ({describe_os_error(error)}).") from None
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self.file_lock.release()
+        finally:
+            self.thread_lock.release()
 
 
 def _read_png(path: Path) -> np.ndarray:
@@ -263,9 +312,10 @@ class StateCache:
 
     Notes
     -----
-    Thread-safe within one process. Two processes may share a folder: each
-    write is one atomic rename, and a reader that loses an entry to another
-    process's eviction simply misses.
+    Thread-safe within one process, and safe for processes sharing a folder:
+    every read and write holds the folder's lock file (see the module notes),
+    so no reader sees an entry half replaced and no valid entry is deleted as
+    unreadable because another process was writing it.
     """
 
     def __init__(
@@ -273,13 +323,20 @@ class StateCache:
     ) -> None:
         self.root = Path(root)
         self.max_bytes = self._check_max_bytes(max_bytes)
-        self._lock = threading.RLock()
+        self._thread_lock = threading.RLock()
         self._last_touch_ns = 0
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise BadInputError(f"{self.root}: cannot create the cache folder ({error.strerror}).") from None
-        self._sweep_temporaries(older_than=stale_temporary_seconds)
+        self._file_lock = FileLock(str(self.root / LOCK_FILE), timeout=LOCK_TIMEOUT_SECONDS, thread_local=False)
+        with self._lock:
+            self._sweep_temporaries(older_than=stale_temporary_seconds)
+
+    @property
+    def _lock(self):
+        """The thread lock, then the folder's lock file (both reentrant)."""
+        return _BothLocks(self._thread_lock, self._file_lock, self.root)
 
     @staticmethod
     def _check_max_bytes(max_bytes: int) -> int:
@@ -381,7 +438,12 @@ class StateCache:
         description = _canonical_json(dict(made_with or {}), what="made_with")
         with self._lock:
             temporary = self.root / f"{_TEMPORARY_PREFIX}{key[:16]}-{uuid.uuid4().hex}"
-            temporary.mkdir()
+            try:
+                temporary.mkdir()
+            except OSError as error:
+                raise BadInputError(
+                    f"the result could not be kept in the cache {self.root} ({describe_os_error(error)})."
+                ) from None
             try:
                 state.save(temporary / STATE_FILE, delta_dtype=delta_dtype)
                 _write_png(temporary / IMAGE_FILE, result.image, "result image")
@@ -421,11 +483,19 @@ class StateCache:
                         for role, name in files.items()
                     },
                 }
-                (temporary / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=1), encoding="utf-8")
+                sidecar["checksum"] = _sidecar_checksum(sidecar)
+                write_bytes_atomically(temporary / SIDECAR_FILE, json.dumps(sidecar, indent=1).encode("utf-8"))
+                fsync_folder(temporary)
                 destination = self.root / key
                 if destination.exists():
                     self._remove_entry(destination)
                 os.replace(temporary, destination)
+                fsync_folder(self.root)
+            except OSError as error:
+                self._delete(temporary)
+                raise BadInputError(
+                    f"the result could not be kept in the cache {self.root} ({describe_os_error(error)})."
+                ) from None
             except BaseException:
                 self._delete(temporary)
                 raise
@@ -453,6 +523,8 @@ class StateCache:
                     raise ValueError("not a cache entry sidecar")
                 if int(sidecar.get("version", 0)) > ENTRY_FORMAT_VERSION:
                     raise ValueError("written by a newer dgp-studio")
+                if sidecar.get("checksum") != _sidecar_checksum(sidecar):
+                    raise ValueError("entry.json fails its checksum (it was edited or damaged)")
                 if sidecar.get("key") != key:
                     raise ValueError("the sidecar names another key")
                 files = sidecar["files"]

@@ -95,6 +95,14 @@ class RegionOfInterest:
         """``(left, top, right, bottom)``, Pillow's crop box."""
         return (self.left, self.top, self.right, self.bottom)
 
+    @property
+    def width(self) -> int:
+        return self.size
+
+    @property
+    def height(self) -> int:
+        return self.size
+
     @classmethod
     def largest_centred_square(cls, width: int, height: int) -> RegionOfInterest:
         """The reference target crop: a centred square of side ``min(width, height)``.
@@ -142,11 +150,73 @@ class RegionOfInterest:
         np.ndarray
             size×size (×C) copy, C-contiguous, same dtype; the input is not referenced.
         """
-        if not isinstance(array, np.ndarray) or array.ndim not in (2, 3):
-            received = getattr(array, "shape", type(array).__name__)
-            raise BadInputError(f"the array to crop must be H×W or H×W×C, got {received}.")
-        self.validate(array.shape[1], array.shape[0])
-        return np.array(array[self.top : self.bottom, self.left : self.right], copy=True, order="C")
+        return _crop(self, array)
+
+
+def _crop(region: RegionOfInterest | Box, array: np.ndarray) -> np.ndarray:
+    """``region`` of an H×W or H×W×C array, as a C-contiguous copy."""
+    if not isinstance(array, np.ndarray) or array.ndim not in (2, 3):
+        received = getattr(array, "shape", type(array).__name__)
+        raise BadInputError(f"the array to crop must be H×W or H×W×C, got {received}.")
+    region.validate(array.shape[1], array.shape[0])
+    return np.array(array[region.top : region.bottom, region.left : region.right], copy=True, order="C")
+
+
+@dataclass(frozen=True)
+class Box:
+    """A rectangle of an image in full-resolution pixels; the model sees it squeezed to its square.
+
+    A :class:`RegionOfInterest` is the square special case; both have ``left``, ``top``,
+    ``width``, ``height``, ``right``, ``bottom``, ``box``, ``crop`` and ``validate``, and
+    every function below takes either.
+    """
+
+    left: int
+    top: int
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        for name in ("left", "top", "width", "height"):
+            value = getattr(self, name)
+            if not _is_integer(value):
+                raise BadInputError(f"the region's {name} must be an integer, not {value!r}.")
+            object.__setattr__(self, name, int(value))
+
+    @classmethod
+    def whole(cls, width: int, height: int) -> Box:
+        """The whole ``width``×``height`` image."""
+        return cls(0, 0, int(width), int(height))
+
+    @property
+    def right(self) -> int:
+        return self.left + self.width
+
+    @property
+    def bottom(self) -> int:
+        return self.top + self.height
+
+    @property
+    def size(self) -> int:
+        """The longer side (what "how large is the region" means for notices and feathering)."""
+        return max(self.width, self.height)
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        return (self.left, self.top, self.right, self.bottom)
+
+    def validate(self, width: int, height: int) -> Box:
+        if self.width < 1 or self.height < 1:
+            raise BadInputError(f"the region must be at least 1 pixel wide and high, not {self.width}×{self.height}.")
+        if self.left < 0 or self.top < 0 or self.right > width or self.bottom > height:
+            raise BadInputError(
+                f"the region (left {self.left}, top {self.top}, {self.width}×{self.height}) "
+                f"does not fit inside the {width}×{height} image."
+            )
+        return self
+
+    def crop(self, array: np.ndarray) -> np.ndarray:
+        return _crop(self, array)
 
 
 # --------------------------------------------------------------------------------------
@@ -176,18 +246,23 @@ def _positive_int(value: object, name: str) -> int:
     return int(value)  # type: ignore[call-overload]
 
 
-def _resize_rgb(rgb: np.ndarray, side: int, resample: Image.Resampling) -> np.ndarray:
-    """Resize H×W×3 uint8 to side×side×3 uint8 with Pillow (which antialiases when shrinking)."""
-    if rgb.shape[0] == side and rgb.shape[1] == side:
+def _target_size(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, numbers.Integral) else (int(size[0]), int(size[1]))
+
+
+def _resize_rgb(rgb: np.ndarray, size: int | tuple[int, int], resample: Image.Resampling) -> np.ndarray:
+    """Resize H×W×3 uint8 to ``size`` (a side, or (width, height)) with Pillow (antialiased when shrinking)."""
+    width, height = _target_size(size)
+    if rgb.shape[0] == height and rgb.shape[1] == width:
         return np.array(rgb, copy=True, order="C")
-    resized = Image.fromarray(np.ascontiguousarray(rgb), mode="RGB").resize((side, side), resample)
+    resized = Image.fromarray(np.ascontiguousarray(rgb), mode="RGB").resize((width, height), resample)
     return np.ascontiguousarray(np.asarray(resized, dtype=np.uint8))
 
 
-def _resize_float(plane: np.ndarray, side: int, resample: Image.Resampling) -> np.ndarray:
-    """Resize one H×W float plane to side×side float32 with Pillow's mode "F" resampler."""
+def _resize_float(plane: np.ndarray, size: int | tuple[int, int], resample: Image.Resampling) -> np.ndarray:
+    """Resize one H×W float plane to ``size`` (a side, or (width, height)) with Pillow's mode "F"."""
     image = Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32), mode="F")
-    return np.asarray(image.resize((side, side), resample), dtype=np.float32)
+    return np.asarray(image.resize(_target_size(size), resample), dtype=np.float32)
 
 
 # --------------------------------------------------------------------------------------
@@ -498,14 +573,25 @@ def lab_to_srgb_uint8(lab: np.ndarray, *, bisection_steps: int = 10) -> np.ndarr
 COLOUR_EDGE_TAPER_MODEL_PX = 1.5
 
 
-def _edge_taper(side: int, *, band_px: int) -> np.ndarray:
-    """side x side float32 weights: 1 inside, rising linearly from the edge over ``band_px`` pixels."""
+def _edge_taper(
+    width: int, height: int, *, band_px: int, open_sides: tuple[bool, bool, bool, bool] = (False,) * 4
+) -> np.ndarray:
+    """height x width float32 weights: 1 inside, rising linearly from the edge over ``band_px`` pixels.
+
+    ``open_sides`` (left, top, right, bottom) marks edges that lie on the photo's own border:
+    there is no original colour beyond them to fade into, so they are not tapered.
+    """
     if band_px <= 0:
-        return np.ones((side, side), dtype=np.float32)
-    index = np.arange(side, dtype=np.float32)
-    from_edge = np.minimum(index, side - 1 - index)
-    ramp = np.clip((from_edge + 1) / (band_px + 1), 0.0, 1.0)
-    return np.minimum(ramp[:, None], ramp[None, :])
+        return np.ones((height, width), dtype=np.float32)
+
+    def ramp(side: int, open_low: bool, open_high: bool) -> np.ndarray:
+        index = np.arange(side, dtype=np.float32)
+        low = np.full(side, np.inf, dtype=np.float32) if open_low else index
+        high = np.full(side, np.inf, dtype=np.float32) if open_high else side - 1 - index
+        return np.clip((np.minimum(low, high) + 1) / (band_px + 1), 0.0, 1.0)
+
+    left, top, right, bottom = open_sides
+    return np.minimum(ramp(height, top, bottom)[:, None], ramp(width, left, right)[None, :])
 
 
 def composite_colorization(
@@ -544,9 +630,14 @@ def composite_colorization(
     roi.validate(original.shape[1], original.shape[0])
     region_lab = srgb_to_lab(roi.crop(original))
     result_lab = srgb_to_lab(result)
-    weight = _edge_taper(roi.size, band_px=round(COLOUR_EDGE_TAPER_MODEL_PX * roi.size / result.shape[0]))
+    height, width = original.shape[:2]
+    open_sides = (roi.left == 0, roi.top == 0, roi.right == width, roi.bottom == height)
+    weight = _edge_taper(
+        roi.width, roi.height, band_px=round(COLOUR_EDGE_TAPER_MODEL_PX * roi.size / result.shape[0]),
+        open_sides=open_sides,
+    )
     for channel in (1, 2):
-        colour = _resize_float(result_lab[..., channel], roi.size, Image.Resampling.BILINEAR)
+        colour = _resize_float(result_lab[..., channel], (roi.width, roi.height), Image.Resampling.BILINEAR)
         region_lab[..., channel] = weight * colour + (1 - weight) * region_lab[..., channel]
     output = np.array(original, copy=True, order="C")
     output[roi.top : roi.bottom, roi.left : roi.right] = lab_to_srgb_uint8(region_lab)
@@ -677,14 +768,14 @@ def composite_inpainting(
     rows = np.flatnonzero(np.any(mask_region > 0, axis=1))
     columns = np.flatnonzero(np.any(mask_region > 0, axis=0))
     top = max(0, int(rows[0]) - feather_px)
-    bottom = min(roi.size, int(rows[-1]) + feather_px + 1)
+    bottom = min(roi.height, int(rows[-1]) + feather_px + 1)
     left = max(0, int(columns[0]) - feather_px)
-    right = min(roi.size, int(columns[-1]) + feather_px + 1)
+    right = min(roi.width, int(columns[-1]) + feather_px + 1)
     # The box holds all painted pixels of the region plus a feather-wide margin, so the
     # zero padding of the dilation never cuts a ramp short (except at the region's border,
     # beyond which nothing can change anyway).
     weights = _feathered_weights(mask_region[top:bottom, left:right], int(feather_px))
-    result_region = _resize_rgb(result, roi.size, Image.Resampling.LANCZOS)[top:bottom, left:right]
+    result_region = _resize_rgb(result, (roi.width, roi.height), Image.Resampling.LANCZOS)[top:bottom, left:right]
     window = output[roi.top + top : roi.top + bottom, roi.left + left : roi.left + right]
     changed = weights > 0
     blend = weights[changed][:, None]
@@ -718,7 +809,7 @@ def composite_super_resolution(
     factor = _positive_int(factor, "the super-resolution factor")
     if roi.size < 1:
         raise BadInputError(f"the region of interest must be at least 1 pixel wide, not {roi.size}.")
-    return _resize_rgb(result, roi.size * factor, Image.Resampling.LANCZOS)
+    return _resize_rgb(result, (roi.width * factor, roi.height * factor), Image.Resampling.LANCZOS)
 
 
 def composite_reconstruction(
@@ -735,7 +826,7 @@ def composite_reconstruction(
     result = _model_result(result_rgb_model)
     roi.validate(original.shape[1], original.shape[0])
     output = np.array(original, copy=True, order="C")
-    resized = _resize_rgb(result, roi.size, Image.Resampling.LANCZOS)
+    resized = _resize_rgb(result, (roi.width, roi.height), Image.Resampling.LANCZOS)
     output[roi.top : roi.bottom, roi.left : roi.right] = resized
     return output
 

@@ -403,11 +403,24 @@ def match_low_resolution(image_rgb: np.ndarray, low_rgb: np.ndarray, factor: int
     operator, so its result, downsampled like the input was, differs from the
     input in tones and edges. Projecting onto the images that downsample to the
     input removes that part of the error and keeps what the generator added
-    above the input's frequencies. When ``low_rgb`` is an exact downsampling of
-    the truth, the projection can only bring the result closer to it (an
-    orthogonal projection onto a set that holds the truth); clipping to the valid
-    range does too. The operator is separable: ``low = A_v · image · A_hᵀ`` per
-    channel, so the correction is ``A_v⁺ · (low − A_v · image · A_hᵀ) · A_h⁺ᵀ``.
+    above the input's frequencies. The operator is separable: ``low = A_v ·
+    image · A_hᵀ`` per channel, so the correction is ``A_v⁺ · (low − A_v · image
+    · A_hᵀ) · A_h⁺ᵀ``; write A for the whole operator and P(x) = x + A⁺(low − Ax).
+
+    What it guarantees. A uint8 ``low_rgb`` is not the exact downsampling A·t of
+    the truth t: PIL rounds each of its two passes and clips Lanczos overshoot
+    to 0…255, so low = A·t + e. Then, exactly (A⁺A is an orthogonal projector),
+
+        ‖P(x) − t‖² = ‖x − t‖² − ‖A⁺A(x − t)‖² + ‖A⁺e‖²,
+
+    so the projection brings the result closer to the truth whenever its error
+    in the input's frequencies, ‖A⁺A(x − t)‖, exceeds ‖A⁺e‖, and is never
+    farther than √(‖x − t‖² + ‖A⁺e‖²) ≤ ‖x − t‖ + ‖A⁺e‖. A perfect result
+    (x = t) moves by A⁺e: about 0.6 grey levels RMS (up to 1.2) on 64 px Tiny
+    ImageNet photos at ×4. Clipping the output to 0…255 never increases the
+    distance (t lies in that range); rounding to integers changes each pixel
+    by at most ½. Only for an exact (float) ``low`` = A·t, e = 0 and the
+    projection can only bring the result closer.
     """
     _check_factor(factor)
     image = np.asarray(image_rgb)

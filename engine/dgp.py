@@ -32,7 +32,7 @@ import copy
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +43,7 @@ from engine.biggan import Discriminator, Generator, spectral_norm_layers
 from engine.degrade import Degradation
 from engine.devices import autocast_context, precision_label
 from engine.errors import BadInputError, NonFiniteLossError
+from engine.eta import RunsRemainingTime
 from engine.events import (
     Cancelled,
     Finished,
@@ -52,6 +53,8 @@ from engine.events import (
     SearchFinished,
     SearchProgress,
     StageBegan,
+    StageEnded,
+    StagePlan,
     Started,
     Step,
 )
@@ -59,6 +62,10 @@ from engine.schedule import Schedule
 from engine.state import GeneratorState, RestoreResult
 
 LATENT_SEARCH_FEATURES = 3   # section 5: the last three D entries score candidates
+_NO_SEARCH_FOR_CLASS = (
+    "the class is unknown and the preset's latent search has {candidates} candidate(s), so nothing "
+    "would choose it; pick a class or use a preset that searches 2 or more candidates."
+)
 
 
 def generator_parameter_groups(generator: Generator, *, update_embed: bool) -> list[list[nn.Parameter]]:
@@ -124,30 +131,32 @@ def search_latent(
     autocast_dtype: torch.dtype | None,
     batch_size: int = 16,
     should_stop: threading.Event | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Iterator[SearchProgress | SearchOutcome]:
     """Section 5's ``select_z``, batched. Yields progress, then one :class:`SearchOutcome`.
 
     All candidates are drawn up front from one seeded generator, so the
-    winner does not depend on the batch size.
+    winner does not depend on the batch size. As in the reference, 0
+    candidates start from z = 0 and 1 candidate is a single N(0, I) draw
+    (``sample_std`` scales only the candidates of a real search); both need
+    a known class, since nothing is scored that could choose one.
     """
     dim_z = generator.dim_z
     n_classes = generator.config.n_classes
     rng = torch.Generator().manual_seed(seed)
-    if candidates <= 0:
-        z = torch.zeros(1, dim_z)
-        chosen = 0 if class_index is None else class_index
-        yield SearchOutcome(z=z, class_index=chosen, loss=float("nan"), top_classes=())
+    if candidates <= 1:
+        if class_index is None:
+            raise BadInputError(_NO_SEARCH_FOR_CLASS.format(candidates=candidates))
+        z = torch.zeros(1, dim_z) if candidates <= 0 else torch.randn(1, dim_z, generator=rng)
+        yield SearchOutcome(z=z, class_index=class_index, loss=float("nan"), top_classes=())
         return
     z_all = torch.randn(candidates, dim_z, generator=rng) * sample_std
     if class_index is None:
         y_all = torch.randint(0, n_classes, (candidates,), generator=rng)
     else:
         y_all = torch.full((candidates,), class_index, dtype=torch.long)
-    if candidates == 1:
-        yield SearchOutcome(z=z_all[:1], class_index=int(y_all[0]), loss=float("nan"), top_classes=())
-        return
     losses = torch.empty(candidates)
-    started = time.perf_counter()
+    started = clock()
     done = 0
     with torch.no_grad(), autocast_context(device, autocast_dtype):
         while done < candidates:
@@ -164,7 +173,7 @@ def search_latent(
                 features, expanded, LATENT_SEARCH_FEATURES, per_sample=True
             ).float().cpu()
             done = stop
-            elapsed = time.perf_counter() - started
+            elapsed = clock() - started
             yield SearchProgress(done=done, total=candidates, seconds_per_candidate=elapsed / done)
     best = int(torch.argmin(losses))
     top: dict[int, float] = {}
@@ -207,6 +216,82 @@ def _adam_options(device: torch.device) -> dict:
     return options
 
 
+def _feature_terms(
+    fake: list[torch.Tensor], real: list[torch.Tensor], used: int
+) -> list[torch.Tensor]:
+    """Mean absolute difference of every D entry; only the last ``used`` carry gradients.
+
+    The loss sums the last ``used`` terms (as :func:`feature_loss`); the
+    others are kept, without gradients, so that a state's loss can be
+    re-weighed when a later stage uses other entries (see :class:`_BestState`).
+    """
+    split = len(fake) - used
+    with torch.no_grad():
+        unused = [(f.float() - r.float()).abs().mean() for f, r in zip(fake[:split], real[:split])]
+    return unused + [(f.float() - r.float()).abs().mean() for f, r in zip(fake[split:], real[split:])]
+
+
+@dataclass(frozen=True)
+class _LossParts:
+    """A state's loss terms: per D entry, MSE and the latent term (floats)."""
+
+    features: tuple[float, ...]
+    mse: float
+    nll: float
+
+    def total(self, stage, plan: StagePlan, w_nll: float) -> float:
+        """The loss as ``stage`` weighs it (section 1)."""
+        feature = sum(self.features[len(self.features) - plan.feature_layers:])
+        return stage.w_d * feature + stage.w_mse * self.mse + w_nll * self.nll
+
+
+class _BestState:
+    """The lowest-loss state measured so far, kept on the device in preallocated buffers.
+
+    What is kept: z, the parameters of the groups opened so far (groups not
+    yet opened still hold the base weights, and are restored from the base
+    model) and the instance-norm parameters, with the step, the loss parts
+    and the IN switch that go with them. A snapshot is two multi-tensor
+    copies, taken only when the loss improves.
+    """
+
+    def __init__(self, z: torch.Tensor, groups: list[list[nn.Parameter]], in_parameters: list[torch.Tensor]) -> None:
+        self._groups = groups
+        self._in_parameters = in_parameters
+        self._z = torch.empty_like(z)
+        self._group_buffers = [[torch.empty_like(p) for p in group] for group in groups]
+        self._in_buffers = [torch.empty_like(p) for p in in_parameters]
+        self.step: int | None = None
+        self.parts: _LossParts | None = None
+        self.losses: dict[str, float] = {}
+        self.use_in = False
+        self._kept_groups = 0
+
+    def keep(self, step: int, parts: _LossParts, losses: dict[str, float], *, z: torch.Tensor,
+             open_groups: int, use_in: bool) -> None:
+        with torch.no_grad():
+            sources = [z, *self._in_parameters]
+            targets = [self._z, *self._in_buffers]
+            for group, buffers in zip(self._groups[:open_groups], self._group_buffers[:open_groups]):
+                sources.extend(group)
+                targets.extend(buffers)
+            torch._foreach_copy_(targets, sources)
+        self.step, self.parts, self.losses, self.use_in = step, parts, losses, use_in
+        self._kept_groups = open_groups
+
+    def restore(self, *, z: torch.Tensor, base_groups: list[list[nn.Parameter]], open_groups: int) -> None:
+        """Put the kept state back into ``z`` and the working generator's parameters."""
+        with torch.no_grad():
+            targets = [z, *self._in_parameters]
+            sources = [self._z, *self._in_buffers]
+            for index in range(open_groups):
+                targets.extend(self._groups[index])
+                kept = index < self._kept_groups
+                sources.extend(self._group_buffers[index] if kept else base_groups[index])
+            for target, source in zip(targets, sources):
+                target.copy_(source)
+
+
 def run_dgp(
     base_generator: Generator,
     discriminator: Discriminator,
@@ -223,6 +308,7 @@ def run_dgp(
     frame_interval: float = 0.2,
     search_batch_size: int = 16,
     channels_last: bool = True,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Iterator:
     """Restore ``target`` (1, 3, R, R in [-1, 1], already degraded) with DGP.
 
@@ -233,21 +319,35 @@ def run_dgp(
     degradation : phi; ``generator_path`` is applied to G's output.
     target : x_hat, the degraded input, (1, 3, R, R) in [-1, 1].
     schedule : stages and global settings (a preset, possibly quick/scaled).
-    class_index : the class, or None to let the latent search choose it.
+    class_index : the class, or None to let the latent search choose it (the
+        preset must then search 2 or more candidates).
     seed : seeds the latent search; the optimisation itself is deterministic.
     should_stop : set it to cancel; honoured before each iteration/search batch.
     frame_interval : minimum seconds between ``Frame`` events (stage ends always send one).
+    clock : seconds of a monotonic clock, for step times and the ETA.
 
     Yields
     ------
     ``Started``, ``SearchProgress``..., ``SearchFinished``, then per stage
-    ``StageBegan`` and per iteration ``Step`` (and ``Frame`` when due), and
-    finally ``Finished(result)`` or ``Cancelled(result)``. A NaN or infinite
-    loss yields ``Cancelled`` with the last good state and then raises
-    :class:`NonFiniteLossError`.
+    ``StageBegan``, per iteration ``Step`` (and ``Frame`` when due) and
+    ``StageEnded``, and finally ``Finished(result)`` or ``Cancelled(result)``.
+    A NaN or infinite loss yields ``Cancelled`` with the best finite state
+    and then raises :class:`NonFiniteLossError`.
+
+    The result keeps the best state, not merely the last: the state with the
+    lowest total loss among every state an iteration measured and the state
+    after the last update (measured once more at the end), each weighed as
+    the stage being run weighs its loss (stages change the weights and D
+    entries, and a state's loss parts are re-weighed accordingly). The loss
+    of step k is that of the parameters *before* step k's update, and the
+    state kept for it is exactly those parameters (its ``Frame`` image).
+    ``RestoreResult.best_step`` names that step, or is None for the last
+    state. Its ``image`` is rendered from the state as
+    :meth:`engine.api.Engine.render` renders it (base + delta, frozen
+    spectral norms), so the two agree bit for bit.
     """
     device = torch.device(device)
-    started_at = time.perf_counter()
+    started_at = clock()
     feature_count = discriminator.config.n_discriminator_features
     groups_count = base_generator.config.n_generator_blocks + 1
     stage_plans = schedule.plan(feature_count=feature_count, group_count=groups_count)
@@ -256,6 +356,9 @@ def run_dgp(
         raise BadInputError(
             f"class index {class_index} is outside this model's {base_generator.config.n_classes} classes."
         )
+    if class_index is None and schedule.search_candidates <= 1:
+        raise BadInputError(f"preset {schedule.name}: " + _NO_SEARCH_FOR_CLASS.format(
+            candidates=schedule.search_candidates))
     yield Started(
         plan=RunPlan(
             task=schedule.task, preset=schedule.name, search_candidates=schedule.search_candidates,
@@ -263,6 +366,7 @@ def run_dgp(
             precision=precision_label(autocast_dtype),
         )
     )
+    eta = RunsRemainingTime([(schedule.search_candidates, stage_plans)])
 
     generator = copy.deepcopy(base_generator).to(device).eval()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -280,11 +384,12 @@ def run_dgp(
         generator, discriminator, degradation, target_features,
         candidates=schedule.search_candidates, sample_std=schedule.sample_std,
         class_index=class_index, seed=seed, device=device, autocast_dtype=autocast_dtype,
-        batch_size=search_batch_size, should_stop=should_stop,
+        batch_size=search_batch_size, should_stop=should_stop, clock=clock,
     ):
         if isinstance(item, SearchOutcome):
             outcome = item
         else:
+            eta.search_progress(0, item.done, clock())
             yield item
     _set_spectral_norm_frozen(generator, False)
     if outcome is None:  # cancelled during the search
@@ -297,48 +402,89 @@ def run_dgp(
     z = outcome.z.to(device).clone().requires_grad_(True)
     generator.requires_grad_(False)
     groups = generator_parameter_groups(generator, update_embed=schedule.update_embed)
+    base_groups = generator_parameter_groups(base_generator, update_embed=schedule.update_embed)
     for group in groups:
         for parameter in group:
             parameter.requires_grad_(True)
+    in_parameters = [
+        p for name, p in generator.named_parameters() if ".in1." in f".{name}" or ".in2." in f".{name}"
+    ]
     adam = _adam_options(device)
     g_optimizer = torch.optim.Adam([{"params": g, "lr": 0.0} for g in groups], **adam)
     z_optimizer = torch.optim.Adam([z], lr=0.0, **adam)
     y = torch.tensor([chosen_class], device=device)
+    best = _BestState(z, groups, in_parameters)
 
-    def result(*, cancelled: bool, steps_done: int, losses: dict[str, float]) -> RestoreResult:
+    def measure(use_in: bool) -> _LossParts:
+        """The loss parts of the current state (no gradients)."""
         with torch.no_grad(), autocast_context(device, autocast_dtype):
-            use_in = last_use_in
-            if use_in:
-                generator._in_initialised = True
-            image = generator(z.detach(), generator.shared(y), use_in=use_in).float()
-            degraded = degradation.generator_path(image)
+            image = generator(z, generator.shared(y), use_in=use_in)
+            degraded = degradation.generator_path(image.float())
+            features = discriminator.features(degraded)
+        terms = _feature_terms(features, target_features, 0)
+        mse = torch.mean((degraded.float() - target) ** 2)
+        nll = torch.mean(z.detach() ** 2) / 2
+        values = torch.stack([*terms, mse, nll]).tolist()
+        return _LossParts(features=tuple(values[:-2]), mse=values[-2], nll=values[-1])
+
+    def result(*, cancelled: bool, steps_done: int, measure_last: bool = True) -> RestoreResult:
+        use_in, kept_step, losses = last_use_in, None, last_losses
+        if best.step is not None:
+            weigh_stage, weigh_plan = last_stage
+            last_parts = measure(last_use_in) if measure_last else None
+            best_total = best.parts.total(weigh_stage, weigh_plan, schedule.w_nll)
+            last_total = None if last_parts is None else last_parts.total(weigh_stage, weigh_plan, schedule.w_nll)
+            if last_total is None or not math.isfinite(last_total) or best_total < last_total:
+                best.restore(z=z, base_groups=base_groups, open_groups=opened_groups)
+                use_in, kept_step, losses = best.use_in, best.step, best.losses
+            else:
+                feature = sum(last_parts.features[len(last_parts.features) - weigh_plan.feature_layers:])
+                losses = {"total": last_total, "feature": feature, "mse": last_parts.mse, "nll": last_parts.nll}
         state = GeneratorState.capture(
             base_generator, generator, z, chosen_class, model_identity=model_identity,
-            use_in=last_use_in, task=schedule.task, preset=schedule.name,
-            info={"steps_done": steps_done, "seed": seed},
+            use_in=use_in, task=schedule.task, preset=schedule.name,
+            info={"steps_done": steps_done, "seed": seed, "best_step": kept_step},
         )
+        # The image is the state's own rendering, with Engine.render's arithmetic
+        # (base + delta, frozen normalised weights): the result, its edits and its
+        # morph ends are then the same pixels.
+        state.apply_to(generator, base_generator.state_dict())
+        _set_spectral_norm_frozen(generator, True)
+        with torch.no_grad(), autocast_context(device, autocast_dtype):
+            image = generator(
+                state.z.to(device), state.class_embedding.to(device), use_in=state.use_in
+            ).float()
+            degraded = degradation.generator_path(image)
+        _set_spectral_norm_frozen(generator, False)
         return RestoreResult(
             image=to_uint8_image(image), degraded=to_uint8_image(degraded),
             target=to_uint8_image(target), state=state, class_index=chosen_class,
             top_classes=outcome.top_classes, losses=losses, steps_done=steps_done,
-            total_steps=total_steps, seconds=time.perf_counter() - started_at,
-            task=schedule.task, preset=schedule.name, cancelled=cancelled,
+            total_steps=total_now, seconds=clock() - started_at,
+            task=schedule.task, preset=schedule.name, cancelled=cancelled, best_step=kept_step,
         )
 
     step = 0
+    total_now = total_steps
+    opened_groups = 0
     last_losses: dict[str, float] = {}
     last_use_in = False
-    last_frame_at = 0.0
-    step_started = time.perf_counter()
-    seconds_per_step = 0.0
-    smoothed: float | None = None
+    last_stage = (schedule.stages[0], stage_plans[0]) if stage_plans else None
+    last_frame_at = -math.inf
     for stage, plan in zip(schedule.stages, stage_plans):
+        step_started = clock()
+        eta.stage_began(0, plan.index, step_started)
         yield StageBegan(stage=plan, first_step=step + 1)
+        if stage.g_lr > 0:
+            opened_groups = max(opened_groups, plan.unlocked_groups)
+        done_in_stage = 0
+        early = False
         for _ in range(plan.iterations):
             if stop_requested():
-                yield Cancelled(result=result(cancelled=True, steps_done=step, losses=last_losses))
+                yield Cancelled(result=result(cancelled=True, steps_done=step))
                 return
             step += 1
+            done_in_stage += 1
             warm = step / schedule.warm_up if step < schedule.warm_up else 1.0
             for index, group in enumerate(g_optimizer.param_groups):
                 unlocked = index < plan.unlocked_groups
@@ -349,22 +495,30 @@ def run_dgp(
                 image = generator(z, generator.shared(y), use_in=stage.use_in)
                 degraded = degradation.generator_path(image.float())
                 features = discriminator.features(degraded)
-            last_use_in = stage.use_in
-            ftr = feature_loss(features, target_features, plan.feature_layers)
+            terms = _feature_terms(features, target_features, plan.feature_layers)
+            ftr = torch.stack(terms[len(terms) - plan.feature_layers:]).sum()
             mse = torch.mean((degraded.float() - target) ** 2)
             nll = torch.mean(z**2) / 2
             loss = stage.w_d * ftr + stage.w_mse * mse + schedule.w_nll * nll
-            losses = {
-                "total": loss.item(), "feature": ftr.item(), "mse": mse.item(), "nll": nll.item(),
-            }
+            # One device synchronisation for every number this step reports.
+            values = torch.stack([loss, ftr, *terms, mse, nll]).detach().tolist()
+            losses = {"total": values[0], "feature": values[1], "mse": values[-2], "nll": values[-1]}
             if not math.isfinite(losses["total"]):
                 step -= 1
                 reason = (
                     f"the loss became {losses['total']} at step {step + 1}; the run stopped and "
-                    f"kept the state of step {step}."
+                    f"kept the best state before it."
                 )
-                yield Cancelled(result=result(cancelled=True, steps_done=step, losses=last_losses), reason=reason)
+                yield Cancelled(
+                    result=result(cancelled=True, steps_done=step, measure_last=False), reason=reason
+                )
                 raise NonFiniteLossError(reason)
+            parts = _LossParts(features=tuple(values[2:-2]), mse=values[-2], nll=values[-1])
+            total = parts.total(stage, plan, schedule.w_nll)
+            last_stage, last_use_in = (stage, plan), stage.use_in
+            # The parameters have not been updated yet: they are the ones this loss measured.
+            if best.step is None or total < best.parts.total(stage, plan, schedule.w_nll):
+                best.keep(step, parts, losses, z=z, open_groups=opened_groups, use_in=stage.use_in)
             g_optimizer.zero_grad(set_to_none=True)
             z_optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -372,29 +526,33 @@ def run_dgp(
             g_optimizer.step()
             last_losses = losses
 
-            now = time.perf_counter()
+            # Adversarial defence (section 4.5): the reference stops the current
+            # stage once the [-1, 1]-scale MSE is below stop_mse.
+            early = schedule.stop_mse > 0 and losses["mse"] < schedule.stop_mse
+            stage_end = early or done_in_stage == plan.iterations
+            now = clock()
             seconds_per_step = now - step_started
             step_started = now
-            # Every group receives gradients in every stage, so iterations cost
-            # the same throughout; a smoothed step time gives a steady ETA.
-            smoothed = seconds_per_step if smoothed is None else 0.9 * smoothed + 0.1 * seconds_per_step
-            remaining = total_steps - step
+            if early:
+                total_now -= plan.iterations - done_in_stage
+                eta.stage_ended(0, plan.index, done_in_stage, now)
+            else:
+                eta.stage_progress(0, plan.index, done_in_stage, now)
             yield Step(
-                stage=plan.index, step=step, total_steps=total_steps, losses=losses,
-                seconds_per_step=seconds_per_step, eta_seconds=remaining * smoothed,
+                stage=plan.index, step=step, total_steps=total_now, losses=losses,
+                seconds_per_step=seconds_per_step,
+                eta_seconds=0.0 if step == total_now else eta.remaining_seconds(),
             )
-            stage_end = step == sum(p.iterations for p in stage_plans[: plan.index + 1])
             if now - last_frame_at >= frame_interval or stage_end:
                 last_frame_at = now
                 yield Frame(
-                    stage=plan.index, step=step, total_steps=total_steps,
+                    stage=plan.index, step=step, total_steps=total_now,
                     image=to_uint8_image(image), degraded=to_uint8_image(degraded),
                     target=to_uint8_image(target), losses=losses, seconds_per_step=seconds_per_step,
                 )
-            # Adversarial defence (section 4.5): the reference stops the current
-            # stage once the [-1, 1]-scale MSE is below stop_mse.
-            if schedule.stop_mse > 0 and losses["mse"] < schedule.stop_mse:
+            if early:
                 yield Notice(f"stage {plan.index + 1} stopped early: MSE {losses['mse']:.2e} "
                              f"< {schedule.stop_mse:.0e}.")
                 break
-    yield Finished(result=result(cancelled=False, steps_done=step, losses=last_losses))
+        yield StageEnded(stage=plan.index, steps_done=done_in_stage, total_steps=total_now, early=early)
+    yield Finished(result=result(cancelled=False, steps_done=step))

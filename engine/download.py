@@ -32,6 +32,7 @@ from engine import __version__
 from engine.checksums import sha256_file
 from engine.errors import BadInputError
 from engine.events import Progress
+from engine.files import describe_os_error, fsync_folder
 
 _SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)\s*$", re.IGNORECASE)
@@ -253,24 +254,32 @@ def download(
                         mode = "wb"
                     extra = {"url": url, "resumed_from": offset, "attempt": attempt}
                     yield Progress(done=done, total=total, detail=dest.name, extra=extra)
-                    with open(part, mode) as handle:
-                        while True:
-                            try:
-                                chunk = response.read(chunk_bytes)
-                            except (OSError, http.client.HTTPException) as error:
-                                reason = error or type(error).__name__
-                                raise _Interrupted(f"the connection broke ({reason})") from None
-                            if not chunk:
-                                break
-                            handle.write(chunk)
-                            done += len(chunk)
-                            yield Progress(done=done, total=total, detail=dest.name, extra=extra)
-                            if stopped():
-                                handle.close()
-                                _delete_quietly(part)
-                                return False
-                        handle.flush()
-                        os.fsync(handle.fileno())
+                    try:
+                        with open(part, mode) as handle:
+                            while True:
+                                try:
+                                    chunk = response.read(chunk_bytes)
+                                except (OSError, http.client.HTTPException) as error:
+                                    reason = error or type(error).__name__
+                                    raise _Interrupted(f"the connection broke ({reason})") from None
+                                if not chunk:
+                                    break
+                                handle.write(chunk)
+                                done += len(chunk)
+                                yield Progress(done=done, total=total, detail=dest.name, extra=extra)
+                                if stopped():
+                                    handle.close()
+                                    _delete_quietly(part)
+                                    return False
+                            handle.flush()
+                            os.fsync(handle.fileno())
+                    except OSError as error:
+                        # A full disk or a read-only folder: no partial file stays behind.
+                        _delete_quietly(part)
+                        raise BadInputError(
+                            f"{dest} cannot be written ({describe_os_error(error)}); the partial download "
+                            "was deleted."
+                        ) from None
                     if total and done < total:
                         raise _Interrupted(f"the connection closed after {done} of {total} bytes")
                     break
@@ -300,6 +309,7 @@ def download(
                     f"it was deleted."
                 )
         os.replace(part, dest)
+        fsync_folder(dest.parent)
         yield Progress(
             done=size, total=size, detail=f"{dest.name} {'verified' if expected else 'done'}",
             extra={"url": url, "attempt": attempt},

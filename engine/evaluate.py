@@ -73,13 +73,16 @@ from PIL import Image
 from engine.api import BUILTIN_MODEL_NAME, Engine, LoadedModel, load_model
 from engine.biggan import Generator, orthogonal_init_, spectral_norm_layers
 from engine.composite import RegionOfInterest, prepare_model_input
-from engine.degrade import Degradation, degradation_for_task, downsample_target_path, match_low_resolution
+from engine.degrade import Degradation, degradation_for_task, downsample_target_path
 from engine.dgp import run_dgp, to_uint8_image
 from engine.errors import BadInputError, NonFiniteLossError
 from engine.events import Cancelled, Finished
-from engine.imageio import save_image, to_tensor
+from engine.imageio import save_image
 from engine.metrics import score_result, scored_image
+from engine.plan import DEFAULT_DETAIL_STRENGTH
 from engine.schedule import Schedule, default_preset_name, resolve_preset
+from engine.superres import assemble, prior_detail
+from engine.tensors import to_tensor
 
 __all__ = [
     "BASELINE_METHODS",
@@ -143,9 +146,11 @@ METHOD_DESCRIPTIONS: dict[str, str] = {
 }
 
 # Run settings that must agree between a results file and a rerun that resumes it.
-_RESUME_KEYS = ("model", "resolution", "data", "seed", "quick", "iteration_scale", "presets", "sr_projection")
+_RESUME_KEYS = ("model", "resolution", "data", "seed", "quick", "iteration_scale", "presets", "sr_detail_strength")
 
-_RESUME_DEFAULTS = {"presets": {}, "sr_projection": False}
+# Results written before SR results were assembled with the prior's detail at a strength
+# (they were projected onto the input, or not at all) read as having no strength.
+_RESUME_DEFAULTS = {"presets": {}, "sr_detail_strength": None}
 
 # Power-iteration steps that bring a random generator's stored singular vectors close
 # to the true ones; trained checkpoints arrive with converged vectors.
@@ -486,9 +491,7 @@ def read_results(path: Path, *, repair: bool = True) -> list[dict]:
         else:
             bad += 1
     if repair and (bad or (text and not text.endswith("\n"))):
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-        os.replace(temporary, path)
+        _write_text_atomically(path, "".join(json.dumps(r) + "\n" for r in records))
     return records
 
 
@@ -688,9 +691,10 @@ def run_evaluation(
         "device": str(engine.device), "precision": "bf16" if engine.autocast_dtype else "fp32",
         "eligible_images": len(eligible), "skipped_images": skipped, "presets": chosen_presets,
         "shards": shard[1] if shard else 1,
-        # Generative SR results are projected onto the images that downsample to the input,
-        # as the app does (engine.degrade.match_low_resolution); the raw G output is scored too.
-        "sr_projection": True,
+        # Generative SR results are assembled as the app assembles them: classical upscaling of
+        # the input plus this share of the prior's detail above its frequencies, consistent with
+        # the input (engine.superres.assemble); the raw G output is scored too.
+        "sr_detail_strength": DEFAULT_DETAIL_STRENGTH,
     }
     records = read_all_results(out_path, own=results_path)
     _check_resumable(records, run, results_path)
@@ -816,7 +820,8 @@ def run_evaluation(
                     record["note"] = note
                 if low_rgb is not None:
                     record["metrics_generator"] = score_result(spec.engine_task, result, truth)
-                    result = match_low_resolution(result, low_rgb, spec.sr_factor)
+                    detail = prior_detail(result, spec.sr_factor)
+                    result = assemble(low_rgb, spec.sr_factor, [((0, 0), detail)], DEFAULT_DETAIL_STRENGTH)
             else:
                 result = _baseline_result(method, truth, input_rgb, low_rgb, degradation, resolution)
             seconds = time.perf_counter() - started
@@ -1103,13 +1108,10 @@ def write_report(results: Sequence[dict], out_dir: str | os.PathLike, *, command
 
 
 def _write_text_atomically(path: Path, text: str) -> None:
-    """Write beside ``path`` and move into place (the temporary name is the process's own)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    """Write through :func:`engine.files.write_bytes_atomically` (a fresh temporary name per call)."""
+    from engine.files import write_bytes_atomically
+
+    write_bytes_atomically(path, text.encode("utf-8"), overwrite=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -1184,12 +1186,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_arguments(args) -> None:
+    """The numeric options' ranges and the --out folder, checked before any model loads."""
+    from engine.files import check_output
+
+    if args.limit is not None and not 1 <= args.limit <= 10**7:
+        raise BadInputError(f"--limit must be from 1 to 10**7, got {args.limit}.")
+    if args.sample_fraction is not None and not 0 < args.sample_fraction <= 1:
+        raise BadInputError(f"--sample-fraction must be in (0, 1], got {args.sample_fraction}.")
+    if not 0 <= args.seed <= 2**63 - 1:
+        raise BadInputError(f"--seed must be from 0 to 2**63-1, got {args.seed}.")
+    if not 0 < args.iteration_scale <= 100:
+        raise BadInputError(f"--iteration-scale must be in (0, 100], got {args.iteration_scale}.")
+    if args.threads is not None and not 1 <= args.threads <= 1024:
+        raise BadInputError(f"--threads must be from 1 to 1024, got {args.threads}.")
+    inputs = [("the validation data", args.data), ("the class list", args.classes),
+              ("the discriminator checkpoint", args.discriminator)]
+    if args.model != BUILTIN_MODEL_NAME:
+        inputs.append(("the model", Path(args.model)))
+    check_output(args.out, option="--out", inputs=inputs, folder=True, may_exist=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``dgp-studio evaluate``: 0 done, 2 bad input, 130 interrupted (the report covers what is done)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     command = shlex.join(["dgp-studio", "evaluate", *argv])
     try:
+        _check_arguments(args)
         tasks = _comma_list(args.tasks, TASKS, "--tasks")
         methods = _comma_list(args.methods, METHODS, "--methods")
         presets = _preset_choices(args.preset)

@@ -36,14 +36,34 @@ class RunPlan:
     preset: str
     search_candidates: int
     stages: tuple[StagePlan, ...]
-    total_steps: int         # optimisation iterations over all stages
+    total_steps: int         # optimisation iterations over all stages (and all runs of a plan)
     device: str
     precision: str
+    runs: int = 1            # model runs of the restore plan (tiles, painted areas); stages repeat per run
 
 
 @dataclass(frozen=True)
 class Started:
     plan: RunPlan
+
+
+@dataclass(frozen=True)
+class RunBegan:
+    """One model run of a restore plan starts (``index`` of ``count``; ``region`` its photo box)."""
+
+    index: int
+    count: int
+    role: str                # whole, region, area or tile (engine.plan)
+    region: tuple[int, int, int, int]   # (left, top, right, bottom) in the photo's pixels
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    """One model run of a plan ended with ``result`` (its model-resolution images and state)."""
+
+    index: int
+    count: int
+    result: RestoreResult
 
 
 @dataclass(frozen=True)
@@ -69,13 +89,29 @@ class StageBegan:
 
 
 @dataclass(frozen=True)
+class StageEnded:
+    """A stage's loop ended: after all its iterations, or ``early`` (the defence's ``stop_mse``).
+
+    ``steps_done`` counts the stage's own iterations; ``total_steps`` is the
+    run's exact total from now on (an early stop lowers it).
+    """
+
+    stage: int               # 0-based
+    steps_done: int
+    total_steps: int
+    early: bool = False
+
+
+@dataclass(frozen=True)
 class Step:
+    """One iteration; ``total_steps`` is exact (revised down once a stage stops early)."""
+
     stage: int
     step: int                # global, 1-based
     total_steps: int
     losses: dict[str, float]
     seconds_per_step: float
-    eta_seconds: float
+    eta_seconds: float | None  # estimated time left (engine.eta); None before anything was timed
 
 
 @dataclass(frozen=True)
@@ -90,6 +126,8 @@ class Frame:
     target: np.ndarray       # x_hat, the degraded input, H x W x 3 uint8
     losses: dict[str, float]
     seconds_per_step: float
+    #: The restore so far put into the photo at a display scale (what will be saved), or None.
+    preview: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -104,7 +142,12 @@ class Finished:
 
 @dataclass(frozen=True)
 class Cancelled:
-    """The run was stopped; ``result`` holds the best state reached (or None before any step)."""
+    """The run was stopped; ``result`` holds the best state reached (or None during the search).
+
+    The best state is the one with the lowest total loss as the stage being
+    run weighs it, among every state the run measured and the last one
+    (``RestoreResult.best_step`` says which).
+    """
 
     result: RestoreResult | None
     reason: str = "cancelled"
@@ -121,6 +164,6 @@ class Progress:
 
 
 Event = (
-    Started | SearchProgress | SearchFinished | StageBegan | Step | Frame | Notice | Finished
-    | Cancelled | Progress
+    Started | RunBegan | RunFinished | SearchProgress | SearchFinished | StageBegan | Step | Frame
+    | StageEnded | Notice | Finished | Cancelled | Progress
 )

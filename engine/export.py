@@ -23,9 +23,7 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import threading
-import uuid
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -37,7 +35,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from engine.errors import BadInputError
 from engine.events import Progress
-from engine.files import move_into_place
+from engine.files import commit_temporary, create_temporary, fsync_folder, temporary_name
 
 __all__ = [
     "EASING_KINDS",
@@ -278,32 +276,31 @@ def _check_destination(path: Path, kind: str, *, overwrite: bool) -> None:
 
 
 def _temporary_file(path: Path) -> Path:
-    descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(descriptor)
-    return Path(name)
+    # A recognisable name (cleaned after a crash) and the umask's mode, like the final file.
+    return create_temporary(path)
 
 
 def _commit_file(temporary: Path, path: Path, *, overwrite: bool) -> None:
     """Move a finished temporary file into place (never clobbering without ``overwrite``)."""
-    with open(temporary, "r+b") as stream:  # Windows refuses fsync on read-only handles
-        os.fsync(stream.fileno())
-    move_into_place(temporary, path, overwrite=overwrite)
+    commit_temporary(temporary, path, overwrite=overwrite)
 
 
 def _commit_folder(temporary: Path, path: Path) -> None:
     """Move a finished temporary frame folder into place, replacing a previous export."""
     if not path.exists():
         os.rename(temporary, path)
+        fsync_folder(path.parent if str(path.parent) else Path("."))
         return
     # A non-empty folder cannot be renamed over: move the old one aside first, so that a
     # failure at any point leaves either the old export or the new one under ``path``.
-    aside = path.with_name(f".{path.name}.old-{uuid.uuid4().hex}")
+    aside = temporary_name(path)
     os.rename(path, aside)
     try:
         os.rename(temporary, path)
     except OSError:
         os.rename(aside, path)
         raise
+    fsync_folder(path.parent if str(path.parent) else Path("."))
     shutil.rmtree(aside, ignore_errors=True)
 
 
@@ -318,7 +315,8 @@ class _Cancelled(Exception):
 class _FrameFolderWriter:
     def __init__(self, path: Path, options: AnimationOptions, overwrite: bool) -> None:
         self.path = path
-        self.temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+        self.temporary = temporary_name(path)
+        self.temporary.mkdir()
         self.count = 0
 
     def add(self, frame: np.ndarray) -> None:

@@ -13,32 +13,35 @@ import hashlib
 import io
 import json
 import os
-import secrets
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
-import torch
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
 from engine.errors import BadInputError
-from engine.files import move_into_place
+from engine.files import MAX_INPUT_BYTES, atomic_open, check_regular_file, same_file
 
 __all__ = [
+    "DEFAULT_MAX_MEGAPIXELS",
+    "MAX_MEGAPIXELS_VARIABLE",
     "SAVE_FORMATS",
     "LoadedImage",
     "load_image",
     "load_mask",
+    "max_megapixels",
     "save_image",
-    "to_tensor",
-    "to_uint8",
 ]
 
 #: Output formats by lower-case suffix.
 SAVE_FORMATS: dict[str, str] = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+#: Photos up to this many megapixels are read unless the limit is raised.
+DEFAULT_MAX_MEGAPIXELS = 150.0
+#: The environment variable that sets the limit (``--max-megapixels`` on the command line).
+MAX_MEGAPIXELS_VARIABLE = "DGP_STUDIO_MAX_MEGAPIXELS"
 
 _EXIF_ORIENTATION_TAG = 0x0112
 _EXIF_IMAGE_DESCRIPTION_TAG = 0x010E
@@ -104,16 +107,36 @@ class LoadedImage:
 # Reading
 
 
-def _read_file_bytes(path: Path) -> bytes:
-    """Read the whole file, turning every filesystem problem into one sentence."""
-    if not path.exists():
-        raise BadInputError(f"{path} does not exist.")
-    if path.is_dir():
-        raise BadInputError(f"{path} is a folder, not an image file.")
+def max_megapixels(value: float | None = None) -> float:
+    """The megapixel limit: ``value`` if given, else ``$DGP_STUDIO_MAX_MEGAPIXELS``, else 150."""
+    if value is None:
+        text = os.environ.get(MAX_MEGAPIXELS_VARIABLE, "").strip()
+        if not text:
+            return DEFAULT_MAX_MEGAPIXELS
+        try:
+            value = float(text)
+        except ValueError:
+            raise BadInputError(f"{MAX_MEGAPIXELS_VARIABLE}={text!r} is not a number of megapixels.") from None
+    if not np.isfinite(value) or value <= 0:
+        raise BadInputError(f"the megapixel limit must be a positive number, got {value!r}.")
+    return float(value)
+
+
+def _read_file_bytes(path: Path, *, what: str = "image file") -> bytes:
+    """Read a regular file of at most :data:`engine.files.MAX_INPUT_BYTES`; every problem is one sentence.
+
+    The file is looked at with ``stat`` before it is opened, so a FIFO (which
+    would block until a writer comes), a device such as ``/dev/zero`` (which
+    never ends) or a folder is refused without being read.
+    """
+    check_regular_file(path, what=what, max_bytes=MAX_INPUT_BYTES)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_INPUT_BYTES + 1)
     except OSError as error:
         raise BadInputError(f"{path} cannot be read ({error.strerror or error}).") from error
+    if len(data) > MAX_INPUT_BYTES:
+        raise BadInputError(f"{path} grew past {MAX_INPUT_BYTES >> 20} MiB while it was read.")
     if not data:
         raise BadInputError(f"{path} is empty (0 bytes).")
     return data
@@ -138,24 +161,36 @@ def _describe_unidentified(path: Path, data: bytes) -> str:
     return f"{path} is not an image (Pillow recognises no image format in it)."
 
 
-def _open_decoded(path: Path, data: bytes) -> Image.Image:
+def _open_decoded(path: Path, data: bytes, *, limit_megapixels: float | None = None) -> Image.Image:
     """Open and fully decode ``data``; every failure becomes a :class:`BadInputError`.
 
     Pillow decodes lazily, so a truncated file opens fine and only fails in ``load()``;
     forcing the decode here is what makes a half-downloaded photo an error instead of a
-    grey band at the bottom. The decompression-bomb warning (between one and two times
-    ``Image.MAX_IMAGE_PIXELS``) is promoted to an error: a file that large is either
-    hostile or far beyond what the engine should hold in memory.
+    grey band at the bottom. The pixel count is checked against :func:`max_megapixels`
+    from the header, before anything is decoded; Pillow's own decompression-bomb limit
+    is raised to match, never lowered.
     """
+    limit = max_megapixels(limit_megapixels)
+    limit_pixels = int(limit * 1_000_000)
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < limit_pixels:
+        Image.MAX_IMAGE_PIXELS = limit_pixels
     with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > limit_pixels:
+                raise BadInputError(
+                    f"{path} is {width}×{height} ({width * height / 1e6:.3g} MP), more than the limit of "
+                    f"{limit:g} MP; raise it with --max-megapixels or {MAX_MEGAPIXELS_VARIABLE}."
+                )
             image.load()
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        except BadInputError:
+            raise
+        except Image.DecompressionBombError as error:
             raise BadInputError(
-                f"{path} has more pixels than the safety limit of {Image.MAX_IMAGE_PIXELS} "
-                "(decompression-bomb protection)."
+                f"{path} has more pixels than the limit of {limit:g} MP; raise it with --max-megapixels "
+                f"or {MAX_MEGAPIXELS_VARIABLE}."
             ) from error
         except UnidentifiedImageError as error:
             raise BadInputError(_describe_unidentified(path, data)) from error
@@ -165,7 +200,9 @@ def _open_decoded(path: Path, data: bytes) -> Image.Image:
                     f"{path} is truncated (the file ends before the image data does)."
                 ) from error
             raise BadInputError(f"{path} is corrupt ({error}).") from error
-        except (SyntaxError, ValueError, EOFError, MemoryError) as error:
+        except MemoryError as error:
+            raise BadInputError(f"{path} does not fit in memory once decoded.") from error
+        except (SyntaxError, ValueError, EOFError) as error:
             raise BadInputError(f"{path} is corrupt ({error}).") from error
     return image
 
@@ -317,13 +354,37 @@ def _to_srgb(base: Image.Image, icc_profile: bytes | None, notes: list[str]) -> 
     return base if base.mode == "RGB" else base.convert("RGB")
 
 
-def load_image(path: str | os.PathLike[str]) -> LoadedImage:
+_BAND_ROWS = 256
+
+
+def _rgb_array(image: Image.Image) -> np.ndarray:
+    """Copy an RGB image into a new H×W×3 uint8 array band by band.
+
+    ``np.asarray(image)`` goes through ``Image.tobytes``, which joins encoded
+    chunks into one bytes object: two extra copies of the pixels at the peak.
+    Bands of 256 rows keep the extra memory to one band (for a 108 MP photo
+    about 0.3 GB less at the peak; ``docs/benchmarks.md``, "Large photos").
+    """
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    width, height = image.size
+    rgb = np.empty((height, width, 3), np.uint8)
+    for top in range(0, height, _BAND_ROWS):
+        bottom = min(height, top + _BAND_ROWS)
+        band = image.crop((0, top, width, bottom)).tobytes()
+        rgb[top:bottom] = np.frombuffer(band, np.uint8).reshape(bottom - top, width, 3)
+    return rgb
+
+
+def load_image(path: str | os.PathLike[str], *, max_megapixels: float | None = None) -> LoadedImage:
     """Read an image file into upright 8-bit sRGB, with its alpha kept apart.
 
     Parameters
     ----------
     path : str or path-like
         Any format Pillow reads. Only the first frame of animations/multi-page files is used.
+    max_megapixels : float, optional, keyword-only
+        The largest photo accepted; default ``$DGP_STUDIO_MAX_MEGAPIXELS`` or 150.
 
     Returns
     -------
@@ -333,9 +394,9 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
     Raises
     ------
     BadInputError
-        One sentence naming the file for: a missing file, a folder, an empty (0-byte),
-        truncated, corrupt or non-image file, an image over the decompression-bomb limit
-        (``PIL.Image.MAX_IMAGE_PIXELS``), an unsupported pixel mode.
+        One sentence naming the file for: a missing file, a folder, a device or pipe, a
+        file over 1 GiB, an empty (0-byte), truncated, corrupt or non-image file, an image
+        over the megapixel limit, an unsupported pixel mode.
 
     Notes
     -----
@@ -355,9 +416,10 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
     The file is opened read-only; nothing is ever written to it.
     """
     path = Path(path)
-    data = _read_file_bytes(path)
+    data = _read_file_bytes(path, what="image file")
     digest = hashlib.sha256(data).hexdigest()
-    image = _open_decoded(path, data)
+    image = _open_decoded(path, data, limit_megapixels=max_megapixels)
+    del data
     notes: list[str] = []
     frames = getattr(image, "n_frames", 1)
     if frames > 1 and image.format != "MPO":  # MPO's extra frames are previews, not pages
@@ -367,7 +429,9 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
     upright = _exif_upright(image, notes)
     base, alpha = _split_modes(path, upright, notes)
     rgb_image = _to_srgb(base, icc_profile, notes)
-    rgb = np.ascontiguousarray(np.asarray(rgb_image, dtype=np.uint8))
+    del image, upright, base
+    rgb = _rgb_array(rgb_image)
+    del rgb_image
     if rgb.ndim != 3 or rgb.shape[2] != 3:  # defensive: every branch above ends in RGB
         raise BadInputError(f"{path} could not be converted to RGB (got shape {rgb.shape}).")
     if alpha is not None:
@@ -414,12 +478,12 @@ def load_mask(path: str | os.PathLike[str], *, size: tuple[int, int]) -> np.ndar
     """
     path = Path(path)
     expected_width, expected_height = (int(v) for v in size)
-    data = _read_file_bytes(path)
+    data = _read_file_bytes(path, what="mask")
     image = _open_decoded(path, data)
     image = _exif_upright(image, [])
     if image.size != (expected_width, expected_height):
         raise BadInputError(
-            f"{path.name} is {image.width}×{image.height} but the image is "
+            f"the mask {path} is {image.width}×{image.height} but the image is "
             f"{expected_width}×{expected_height}."
         )
     mode = image.mode
@@ -445,7 +509,7 @@ def load_mask(path: str | os.PathLike[str], *, size: tuple[int, int]) -> np.ndar
         raise BadInputError(f"{path} has the unsupported mask mode {mode!r}.")
     mask = np.ascontiguousarray(mask, dtype=np.float32)
     if not np.any(mask > 0):
-        raise BadInputError(f"{path.name} has no painted pixels.")
+        raise BadInputError(f"the mask {path} has no painted pixels (white marks what to fill).")
     return mask
 
 
@@ -461,16 +525,6 @@ def _check_rgb_uint8(rgb: object, name: str) -> np.ndarray:
     if rgb.shape[0] < 1 or rgb.shape[1] < 1:
         raise BadInputError(f"{name} is empty (shape {rgb.shape}).")
     return rgb
-
-
-def _same_file(first: Path, second: Path) -> bool:
-    """True when both paths name the same file (through symlinks, hard links, case folding)."""
-    if first.resolve() == second.resolve():
-        return True
-    try:
-        return first.exists() and second.exists() and os.path.samefile(first, second)
-    except OSError:
-        return False
 
 
 def _encoder_options(
@@ -503,24 +557,6 @@ def _encoder_options(
         exif[_EXIF_IMAGE_DESCRIPTION_TAG] = json.dumps(metadata, ensure_ascii=False, sort_keys=True)
         options["exif"] = exif.tobytes()
     return options
-
-
-def _create_temporary_beside(path: Path, folder: Path) -> tuple[Path, BinaryIO]:
-    """Create a new hidden file next to ``path`` (same filesystem, so the rename is atomic).
-
-    Opened with mode "xb" rather than through ``tempfile.mkstemp``: mkstemp makes files
-    readable by the owner only (0600), which the final image would inherit; "xb" gives the
-    usual permissions (0666 minus the umask) and still never reuses an existing name.
-    """
-    for _ in range(100):
-        candidate = folder / f".{path.name}.{secrets.token_hex(6)}.part"
-        try:
-            return candidate, open(candidate, "xb")
-        except FileExistsError:
-            continue
-        except OSError as error:
-            raise BadInputError(f"{path} cannot be written ({error.strerror or error}).") from error
-    raise BadInputError(f"{path} cannot be written (no free temporary name in {folder}).")
 
 
 def save_image(
@@ -563,11 +599,11 @@ def save_image(
 
     Notes
     -----
-    The image is encoded to a hidden temporary file in the destination folder, flushed to
-    disk and then moved into place with ``os.replace`` (or hard-linked, when refusing to
-    overwrite, so that a file appearing meanwhile is not clobbered). A crash therefore
-    leaves either the old file or the complete new one, and the temporary file is removed
-    on every error. An sRGB ICC profile is embedded.
+    The image is written through :func:`engine.files.atomic_open`: a recognisable
+    temporary file in the destination folder, flushed with its folder, then moved into
+    place (never over a file that appeared meanwhile unless ``overwrite``). A crash
+    therefore leaves either the old file or the complete new one, and the temporary file
+    is removed on every error. An sRGB ICC profile is embedded.
     """
     rgb = _check_rgb_uint8(rgb, "the image to save")
     path = Path(path)
@@ -576,7 +612,7 @@ def save_image(
         raise BadInputError(
             f"{path} has the unsupported suffix {path.suffix!r}; use .png, .jpg, .jpeg or .webp."
         )
-    if protect is not None and _same_file(path, Path(protect)):
+    if protect is not None and same_file(path, Path(protect)):
         raise BadInputError(f"{path} is the original image and is never overwritten.")
     if path.is_dir():
         raise BadInputError(f"{path} is a folder, not a file name.")
@@ -593,84 +629,9 @@ def save_image(
             raise BadInputError(f"metadata for {path} must map text to text, got {key!r}: {value!r}.")
     options = _encoder_options(format_name, quality=quality, metadata=metadata, path=path)
 
-    temporary, stream = _create_temporary_beside(path, folder)
     try:
-        with stream:
+        with atomic_open(path, overwrite=overwrite) as stream:
             Image.fromarray(np.ascontiguousarray(rgb), mode="RGB").save(stream, format=format_name, **options)
-            stream.flush()
-            os.fsync(stream.fileno())
-        move_into_place(temporary, path, overwrite=overwrite)
-    except BadInputError:
-        raise
-    except (OSError, ValueError) as error:
+    except ValueError as error:
         raise BadInputError(f"{path} could not be written ({error}).") from error
-    finally:
-        temporary.unlink(missing_ok=True)
     return path
-
-
-# --------------------------------------------------------------------------------------
-# Tensors
-
-
-def to_tensor(
-    rgb_uint8: np.ndarray, *, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
-) -> torch.Tensor:
-    """Turn an H×W×3 uint8 image into the model's (1, 3, H, W) tensor in [-1, 1].
-
-    Parameters
-    ----------
-    rgb_uint8 : np.ndarray
-        H×W×3 uint8 in [0, 255].
-    dtype : torch.dtype, keyword-only
-        Floating dtype of the result (float32 by default).
-    device : torch.device or str, optional, keyword-only
-        Where to put the result.
-
-    Returns
-    -------
-    torch.Tensor
-        (1, 3, H, W), value = (v / 255 − 0.5) / 0.5, so 0 → −1 and 255 → 1 (the reference
-        ``ToTensor`` + ``Normalize(0.5, 0.5)``, computed in float32).
-    """
-    rgb_uint8 = _check_rgb_uint8(rgb_uint8, "to_tensor's input")
-    if not dtype.is_floating_point:
-        raise BadInputError(f"to_tensor needs a floating dtype, got {dtype}.")
-    # Copy: the caller's array stays independent of the tensor (and may be read-only).
-    image = torch.from_numpy(np.array(rgb_uint8, dtype=np.uint8, copy=True))
-    image_bchw = image.permute(2, 0, 1).unsqueeze(0).to(torch.float32).div_(255.0).sub_(0.5).div_(0.5)
-    return image_bchw.to(device=device, dtype=dtype).contiguous()
-
-
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """Turn a model tensor in [-1, 1] into an H×W×3 uint8 image.
-
-    Parameters
-    ----------
-    image : torch.Tensor
-        (1, 3, H, W) or (3, H, W), any floating dtype (float16/bfloat16 included), any
-        device. Values outside [-1, 1] are clamped.
-
-    Returns
-    -------
-    np.ndarray
-        H×W×3 uint8 C-contiguous, ``round((x + 1) · 127.5)`` clamped to [0, 255].
-
-    Raises
-    ------
-    BadInputError
-        For another shape, a non-floating dtype, or NaN/infinite values.
-    """
-    if not isinstance(image, torch.Tensor):
-        raise BadInputError(f"to_uint8 needs a torch tensor, got {type(image).__name__}.")
-    if image.dim() == 4 and image.shape[0] == 1:
-        image = image[0]
-    if image.dim() != 3 or image.shape[0] != 3:
-        raise BadInputError(f"to_uint8 needs a (1, 3, H, W) or (3, H, W) tensor, got {tuple(image.shape)}.")
-    if not image.dtype.is_floating_point:
-        raise BadInputError(f"to_uint8 needs a floating tensor in [-1, 1], got {image.dtype}.")
-    values = image.detach().to(device="cpu", dtype=torch.float32)
-    if not bool(torch.isfinite(values).all()):
-        raise BadInputError("to_uint8 received NaN or infinite values.")
-    scaled = values.add(1.0).mul_(127.5).round_().clamp_(0.0, 255.0).to(torch.uint8)
-    return np.ascontiguousarray(scaled.permute(1, 2, 0).numpy())

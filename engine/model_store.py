@@ -43,6 +43,7 @@ from pathlib import Path, PureWindowsPath
 from engine.biggan import BigGANConfig
 from engine.checksums import sha256_file
 from engine.errors import BadInputError
+from engine.files import describe_os_error, fsync_folder, write_bytes_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +68,10 @@ _RELEASES = {
 }
 
 NO_DISCRIMINATOR_WARNING = (
-    "No discriminator was imported: DGP measures its loss in the discriminator's features, so this "
-    "model can only restore with a pixel (MSE) loss, which the DGP paper's ablation (Table 4) shows "
-    "is clearly worse (colorization classification accuracy 49.1% instead of 62.8%, super-resolution "
-    "NIQE 6.54 instead of 4.90); import the matching D file for full quality."
+    "No discriminator was imported: DGP measures its loss in the discriminator's features, so "
+    "restore refuses this model until the matching D file is imported (a pixel loss alone is clearly "
+    "worse in the DGP paper's ablation, Table 4: colorization classification accuracy 49.1% instead "
+    "of 62.8%, super-resolution NIQE 6.54 instead of 4.90)."
 )
 
 
@@ -397,30 +398,51 @@ class ModelStore:
         """
         model = self.get(model_id)
         problems: list[str] = []
-        for role, record in sorted(model.card.get("files", {}).items()):
+        files = model.card.get("files", {})
+        if not isinstance(files, dict):
+            return [f"{model.id}: its model.json lists its files as {type(files).__name__}, not an object."]
+        for role, record in sorted(files.items()):
+            if not isinstance(record, dict) or not isinstance(record.get("name"), str):
+                problems.append(f"{model.id}: model.json's {role} entry is not an object with a file name.")
+                continue
+            for field_name, kinds in (("size", int), ("sha256", str), ("target", str), ("mode", str)):
+                if field_name in record and (not isinstance(record[field_name], kinds)
+                                             or isinstance(record[field_name], bool)):
+                    problems.append(f"{model.id}: model.json's {role} {field_name} is {record[field_name]!r}, "
+                                    f"not a {kinds.__name__}.")
+                    break
+            else:
+                problems.extend(self._verify_file(model, role, record))
+        return problems
+
+    def _verify_file(self, model: StoredModel, role: str, record: dict) -> list[str]:
+        """Problems with one file of a card whose fields have the right types."""
+        try:
             path = model.file_path(role)
-            linked = record.get("mode") == "link"
-            label = f"{model.id}: the {role} file {path}"
-            if path is None or not path.is_file():
-                why = " (the link's target was moved or deleted)." if linked else "."
-                problems.append(f"{label} is missing{why}")
-                continue
-            if linked and (model.folder / record["name"]).is_symlink():
-                pointed = Path(os.readlink(model.folder / record["name"]))
-                if pointed != path:
-                    problems.append(f"{label}: the link in {model.folder} now points to {pointed}.")
-            size = path.stat().st_size
-            if "size" in record and size != int(record["size"]):
-                problems.append(
-                    f"{label} has {size} bytes, not the {record['size']} recorded at import"
-                    + (" (the link's target changed)." if linked else " (it is damaged).")
-                )
-                continue
-            if "sha256" in record and sha256_file(path) != record["sha256"]:
-                problems.append(
-                    f"{label} no longer matches the SHA-256 recorded at import"
-                    + (" (the link's target changed)." if linked else " (it is damaged).")
-                )
+        except (TypeError, ValueError, KeyError) as error:
+            return [f"{model.id}: model.json's {role} entry cannot be used ({error})."]
+        linked = record.get("mode") == "link"
+        label = f"{model.id}: the {role} file {path}"
+        if path is None or not path.is_file():
+            why = " (the link's target was moved or deleted)." if linked else "."
+            return [f"{label} is missing{why}"]
+        problems: list[str] = []
+        if linked and (model.folder / record["name"]).is_symlink():
+            pointed = Path(os.readlink(model.folder / record["name"]))
+            if pointed != path:
+                problems.append(f"{label}: the link in {model.folder} now points to {pointed}.")
+        size = path.stat().st_size
+        if "size" in record and size != record["size"]:
+            problems.append(
+                f"{label} has {size} bytes, not the {record['size']} recorded at import"
+                + (" (the link's target changed)." if linked else " (it is damaged).")
+            )
+            return problems
+        if "sha256" in record and sha256_file(path) != record["sha256"]:
+            problems.append(
+                f"{label} no longer matches the SHA-256 recorded at import"
+                + (" (the link's target changed)." if linked else " (it is damaged).")
+            )
         return problems
 
     # -- changing ---------------------------------------------------------------
@@ -571,8 +593,10 @@ class ModelStore:
                     "has_discriminator": "D" in files,
                     "warning": " ".join(warnings_text) or None,
                 }
-                (temporary / CARD_FILE).write_text(json.dumps(card, indent=1), encoding="utf-8")
+                write_bytes_atomically(temporary / CARD_FILE, json.dumps(card, indent=1).encode("utf-8"))
+                fsync_folder(temporary)
                 os.replace(temporary, destination)
+                fsync_folder(self.root)
             except BaseException:
                 shutil.rmtree(temporary, ignore_errors=True)
                 raise
@@ -692,7 +716,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--root", type=Path, required=True, metavar="DIR", help="folder of imported models")
+    parser.add_argument("--root", type=Path, default=None, metavar="DIR",
+                        help="folder of imported models (default: the app's model folder)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("list", help="list the models, the built-in one first")
     importing = commands.add_parser("import", help="validate and import a generator and discriminator")
@@ -776,7 +801,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exit_request:   # argparse has printed its one-line error (or --help)
         return int(exit_request.code or 0)
+    if args.root is None:
+        print("dgp-studio models: --root DIR is needed (the app's command line passes its model folder).",
+              file=sys.stderr)
+        return 2
     try:
+        if args.command in ("import", "download"):
+            # The store folder is this command's output: checked before any file is read or fetched.
+            from engine.files import check_output
+
+            sources = [("the generator file", getattr(args, "g", None)), ("the discriminator file", getattr(args, "d", None))]
+            check_output(args.root, option="--root", inputs=sources, folder=True, may_exist=True)
         store = ModelStore(args.root)
         if args.command == "list":
             _print_listing(store.list())
@@ -802,6 +837,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1 if problems else 0
     except BadInputError as error:
         print(f"dgp-studio models: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        where = error.filename or args.root
+        print(f"dgp-studio models: {where} could not be used ({describe_os_error(error)}); nothing was imported.",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("dgp-studio models: interrupted.", file=sys.stderr)

@@ -47,7 +47,6 @@ import os
 import re
 import tempfile
 import time
-import uuid
 import warnings
 import zipfile
 import zlib
@@ -62,7 +61,7 @@ from PIL import Image
 from engine import __version__ as ENGINE_VERSION
 from engine.checksums import sha256_file
 from engine.errors import BadInputError
-from engine.files import move_into_place
+from engine.files import MAX_INPUT_BYTES, atomic_path, check_regular_file, clean_stale_temporaries
 from engine.schedule import TASKS
 
 if TYPE_CHECKING:
@@ -76,6 +75,9 @@ MANIFEST_NAME = "session.json"
 MAX_MANIFEST_BYTES = 16 << 20
 MAX_MEMBER_BYTES = 4 << 30       # a BigGAN-512 state in fp32 is about 0.7 GiB
 MAX_COMPRESSION_RATIO = 1000     # photos, PNG masks and weights compress far less
+MAX_SESSION_BYTES = 64 << 30     # the members' declared sizes together
+MAX_SESSION_FILE_BYTES = 64 << 30
+MAX_READ_CHUNK = 1 << 20
 
 WEIGHTS_EMBEDDED = "embedded"
 WEIGHTS_SHARED = "entry"
@@ -137,7 +139,7 @@ class ResultJob:
     """
 
     task: str
-    roi: tuple[int, int, int]
+    roi: tuple[int, int, int] | None   # None: the whole photo
     mask: np.ndarray | None = None
     sr_factor: int | None = None
     grayscale: bool = False
@@ -428,7 +430,7 @@ def _weights_live_in_file(plans: Sequence[StoredState | None], index: int) -> bo
 def _job_manifest(job: ResultJob, mask_member: str | None) -> dict:
     return {
         "task": job.task,
-        "roi": [int(value) for value in job.roi],
+        "roi": None if job.roi is None else [int(value) for value in job.roi],
         "mask": mask_member,
         "sr_factor": job.sr_factor,
         "grayscale": bool(job.grayscale),
@@ -494,7 +496,8 @@ def save_session(
         _check_task(item.task, f"result {index + 1}'s task")
         if item.job is not None:
             _check_task(item.job.task, f"the task of result {index + 1}'s request")
-            _check_roi(item.job.roi, image, f"the region of result {index + 1}'s request")
+            if item.job.roi is not None:  # None: the request covered the whole photo
+                _check_roi(item.job.roi, image, f"the region of result {index + 1}'s request")
             if item.job.mask is not None:
                 _check_mask(item.job.mask, image, f"the mask of result {index + 1}")
     if session.mask is not None:
@@ -619,34 +622,27 @@ def save_session(
         "timeline": timeline,
     }
 
-    folder = target.parent
-    temporary = folder / f".{target.name}.{uuid.uuid4().hex[:12]}.tmp"
-    try:
-        with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-            archive.writestr(
-                MANIFEST_NAME,
-                json.dumps(manifest, indent=1, ensure_ascii=False),
-                compress_type=zipfile.ZIP_DEFLATED,
-            )
-            with tempfile.TemporaryDirectory(prefix="dgps-states-") as scratch:
-                for name, content in members:
-                    if isinstance(content, bytes):
-                        archive.writestr(name, content)
-                        continue
-                    state, with_weights = content
-                    state_file = Path(scratch) / "state.safetensors"
-                    if with_weights:
-                        state.save(state_file, delta_dtype=_delta_dtype(state))
-                    else:
-                        replace(state, weight_delta={}).save(state_file)
-                    archive.write(state_file, name)
-        move_into_place(temporary, target, overwrite=overwrite)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise BadInputError(f"{target} cannot be written ({error.strerror or error}).") from None
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    clean_stale_temporaries(target.parent if str(target.parent) else Path("."))
+    with atomic_path(target, overwrite=overwrite) as temporary, zipfile.ZipFile(
+        temporary, "w", compression=zipfile.ZIP_STORED, allowZip64=True
+    ) as archive:
+        archive.writestr(
+            MANIFEST_NAME,
+            json.dumps(manifest, indent=1, ensure_ascii=False),
+            compress_type=zipfile.ZIP_DEFLATED,
+        )
+        with tempfile.TemporaryDirectory(prefix="dgps-states-") as scratch:
+            for name, content in members:
+                if isinstance(content, bytes):
+                    archive.writestr(name, content)
+                    continue
+                state, with_weights = content
+                state_file = Path(scratch) / "state.safetensors"
+                if with_weights:
+                    state.save(state_file, delta_dtype=_delta_dtype(state))
+                else:
+                    replace(state, weight_delta={}).save(state_file)
+                archive.write(state_file, name)
     in_file = sum(1 for index in range(len(plans)) if _weights_live_in_file(plans, index))
     with_state = sum(1 for item in history if item.state is not None)
     left_out = sum(1 for item, plan in zip(history, plans) if item.state is not None and plan is None)
@@ -711,6 +707,12 @@ class _Archive:
         self.path = path
         self.archive = archive
         self.names: set[str] = set()
+        declared = sum(info.file_size for info in archive.infolist())
+        if declared > MAX_SESSION_BYTES:
+            raise BadInputError(
+                f"{path}: its members would unpack to {declared / 2**30:.1f} GiB together, more than any "
+                f"session holds ({MAX_SESSION_BYTES >> 30} GiB)."
+            )
         for info in archive.infolist():
             if _unsafe_member_name(info.filename):
                 raise BadInputError(
@@ -729,15 +731,35 @@ class _Archive:
             raise _Malformed(f"{where} names the member {name!r}, which the archive lacks")
         return name
 
-    def read(self, name: str) -> bytes:
-        return self.archive.read(name)
+    def open(self, name: str, cap: int) -> _CappedMember:
+        """The member as a stream that refuses to go past its declared size or ``cap`` bytes."""
+        return _CappedMember(self.path, self.archive.getinfo(name), self.archive.open(name), cap)
+
+    def read(self, name: str, *, cap: int) -> bytes:
+        """The member's bytes, read in chunks with a running size cap (never more than ``cap``)."""
+        parts: list[bytes] = []
+        with self.open(name, cap) as stream:
+            while chunk := stream.read(MAX_READ_CHUNK):
+                parts.append(chunk)
+        return b"".join(parts)
 
     def image(self, name: str, where: str, *, mode: str) -> np.ndarray:
-        data = self.read(self.member(name, where))
+        """Decode a PNG member straight from the archive: only what the decoder asks for is read.
+
+        The pixel count is checked from the PNG header against the
+        megapixel limit before anything is decoded, so a member can force at
+        most one image of the limit's size into memory, whatever it declares.
+        """
+        from engine.imageio import max_megapixels
+
+        member = self.member(name, where)
+        limit_pixels = int(max_megapixels() * 1_000_000)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             try:
-                with Image.open(io.BytesIO(data), formats=["PNG"]) as opened:
+                with self.open(member, MAX_INPUT_BYTES) as stream, Image.open(stream, formats=["PNG"]) as opened:
+                    if opened.width * opened.height > limit_pixels:
+                        raise _Malformed(f"{where} has more pixels than the limit of {limit_pixels // 10**6} MP")
                     opened.load()
                     if opened.mode != mode:
                         raise _Malformed(f"{where} is a {opened.mode} image, not {mode}")
@@ -750,6 +772,47 @@ class _Archive:
                 Image.DecompressionBombError,
             ) as error:
                 raise _Malformed(f"{where} is not a readable PNG image ({error})") from None
+
+
+class _CappedMember(io.RawIOBase):
+    """A zip member's stream with a running size cap: reading past the declared size or the cap raises."""
+
+    def __init__(self, path: Path, info: zipfile.ZipInfo, stream: io.BufferedIOBase, cap: int) -> None:
+        super().__init__()
+        self.path, self.info, self.stream, self.cap = path, info, stream, cap
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self.position = self.stream.seek(offset, whence)
+        return self.position
+
+    def readinto(self, buffer) -> int:
+        # Never ask for more than one byte past what is allowed, so a huge read cannot allocate.
+        allowed = min(self.info.file_size, self.cap) - self.position + 1
+        data = self.stream.read(max(0, min(len(buffer), allowed)))
+        self.position += len(data)
+        if self.position > self.info.file_size:
+            raise _Malformed(
+                f"the member {self.info.filename} holds more than the {self.info.file_size} bytes its header "
+                "declares"
+            )
+        if self.position > self.cap:
+            raise _Malformed(f"the member {self.info.filename} is larger than the {self.cap >> 20} MiB allowed")
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.stream.close()
+        super().close()
 
 
 def _read_rgb(archive: _Archive, name: object, where: str, *, optional: bool = False) -> np.ndarray | None:
@@ -802,7 +865,7 @@ def _read_image(archive: _Archive, section: object) -> SessionImage:
         suffix = member[len(_IMAGE_MEMBER) :]
         if not member.startswith(_IMAGE_MEMBER) or not _SUFFIX_PATTERN.match(suffix):
             raise _Malformed(f"the embedded image is called {member!r}, not {_IMAGE_MEMBER}.<extension>")
-        data = archive.read(archive.member(member, "the embedded image"))
+        data = archive.read(archive.member(member, "the embedded image"), cap=MAX_INPUT_BYTES)
     if data is None and (path is None or sha256 is None):
         raise _Malformed("the photo is neither embedded nor referenced by path and digest")
     return SessionImage(
@@ -837,7 +900,9 @@ def _read_job(archive: _Archive, section: object, where: str, image: SessionImag
     job = _section(section, where)
     return ResultJob(
         task=_read_task(job.get("task"), f"{where}'s task"),
-        roi=_read_roi(job.get("roi"), f"{where}'s region", image.width, image.height),
+        roi=None if job.get("roi") is None else _read_roi(
+            job.get("roi"), f"{where}'s region", image.width, image.height
+        ),
         mask=_read_mask(archive, job.get("mask"), f"{where}'s mask", (image.height, image.width)),
         sr_factor=_whole(job.get("sr_factor"), f"{where}'s factor", minimum=1, optional=True),
         grayscale=_typed(job.get("grayscale"), bool, f"{where}'s grayscale switch"),
@@ -959,7 +1024,7 @@ def _read_manifest(archive: _Archive) -> dict:
             f"{archive.path}: {MANIFEST_NAME} is implausibly large, so the session is refused."
         )
     try:
-        manifest = json.loads(archive.read(MANIFEST_NAME).decode("utf-8"))
+        manifest = json.loads(archive.read(MANIFEST_NAME, cap=MAX_MANIFEST_BYTES).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise BadInputError(f"{archive.path}: {MANIFEST_NAME} is not valid JSON ({error}).") from None
     if not isinstance(manifest, dict) or manifest.get("format") != SESSION_FORMAT:
@@ -995,8 +1060,7 @@ def load_session(path: str | os.PathLike) -> Session:
         or that does not decode as expected.
     """
     source = Path(path)
-    if not source.is_file():
-        raise BadInputError(f"{source} does not exist or is not a file.")
+    check_regular_file(source, what="session file", max_bytes=MAX_SESSION_FILE_BYTES)
     try:
         with zipfile.ZipFile(source) as opened:
             archive = _Archive(source, opened)
@@ -1058,12 +1122,21 @@ def _extract(path: Path, member: str, destination: Path) -> Path:
     try:
         with zipfile.ZipFile(path) as archive:
             _check_member_size(path, archive.getinfo(member))
-            with archive.open(member) as source, open(destination, "wb") as copy:
-                while chunk := source.read(1 << 20):
+            info = archive.getinfo(member)
+            with _CappedMember(path, info, archive.open(member), MAX_MEMBER_BYTES) as source, open(
+                destination, "wb"
+            ) as copy:
+                while chunk := source.read(MAX_READ_CHUNK):
                     copy.write(chunk)
+    except _Malformed as problem:
+        destination.unlink(missing_ok=True)
+        raise BadInputError(f"{path}: {problem}, so the session cannot be opened.") from None
     except (zipfile.BadZipFile, zlib.error, EOFError, KeyError) as error:
         destination.unlink(missing_ok=True)
         raise BadInputError(f"{path}: the member {member} is corrupt or missing ({error}).") from None
+    except OSError as error:
+        destination.unlink(missing_ok=True)
+        raise BadInputError(f"{destination} cannot be written ({error.strerror or error}).") from None
     return destination
 
 

@@ -22,6 +22,7 @@ import torch
 
 from engine.biggan import Generator
 from engine.errors import BadInputError
+from engine.files import MAX_STATE_BYTES, atomic_path, check_regular_file
 
 STATE_FORMAT = "dgp-studio-state"
 STATE_FORMAT_VERSION = 1
@@ -81,12 +82,22 @@ class GeneratorState:
                 if key in self.weight_delta:
                     target.add_(self.weight_delta[key].to(target.device, target.dtype))
         # The IN parameters in the state were set by the run; do not re-initialise.
-        generator._in_initialised = self.use_in
+        if self.use_in:
+            generator.mark_in_initialised()
+        else:
+            generator.reset_in_init()
         return generator
 
     # -- persistence ------------------------------------------------------------
-    def save(self, path: str | os.PathLike, *, delta_dtype: torch.dtype = torch.float32) -> Path:
-        """Write the state as safetensors (atomically: temporary file, then rename)."""
+    def save(
+        self, path: str | os.PathLike, *, delta_dtype: torch.dtype = torch.float32, overwrite: bool = True,
+    ) -> Path:
+        """Write the state as safetensors through :func:`engine.files.atomic_path`.
+
+        Without ``overwrite`` an existing file is never replaced, even one
+        that appears while the state is written (:class:`BadInputError`).
+        Two processes saving to one path never share a temporary file.
+        """
         from safetensors.torch import save_file
 
         path = Path(path)
@@ -104,41 +115,68 @@ class GeneratorState:
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "info": self.info,
         }
-        temporary = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(temporary), metadata={"state": json.dumps(description)})
-        os.replace(temporary, path)
+        from safetensors import SafetensorError
+
+        try:
+            with atomic_path(path, overwrite=overwrite) as temporary:
+                save_file(tensors, str(temporary), metadata={"state": json.dumps(description)})
+        except SafetensorError as error:  # the writer's own error type for I/O failures
+            reason = "the disk is full" if "No space left" in str(error) else str(error)
+            raise BadInputError(f"{path} cannot be written ({reason}).") from None
         return path
 
     @staticmethod
     def load(path: str | os.PathLike) -> GeneratorState:
+        """Read a state file; anything malformed is one :class:`BadInputError` sentence naming it."""
         from safetensors import SafetensorError, safe_open
         from safetensors.torch import load_file
 
         path = Path(path)
-        if not path.is_file():
-            raise BadInputError(f"{path}: the state file does not exist.")
+        check_regular_file(path, what="state file", max_bytes=MAX_STATE_BYTES)
         try:
             with safe_open(str(path), framework="pt") as handle:
                 metadata = handle.metadata() or {}
             tensors = load_file(str(path))
             description = json.loads(metadata["state"])
-        except (SafetensorError, OSError, KeyError, json.JSONDecodeError, ValueError) as error:
+        except (SafetensorError, OSError, KeyError, json.JSONDecodeError, ValueError, RuntimeError) as error:
             raise BadInputError(f"{path}: not a dgp-studio state file or truncated ({error}).") from None
-        if description.get("format") != STATE_FORMAT:
+        if not isinstance(description, dict) or description.get("format") != STATE_FORMAT:
             raise BadInputError(f"{path}: not a dgp-studio state file.")
-        if int(description.get("version", 0)) > STATE_FORMAT_VERSION:
+        version = description.get("version", 0)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise BadInputError(f"{path}: the state's format version {version!r} is not a whole number.")
+        if version > STATE_FORMAT_VERSION:
             raise BadInputError(f"{path}: the state was written by a newer dgp-studio.")
-        delta = {k[len("delta."):]: v.float() for k, v in tensors.items() if k.startswith("delta.")}
+        identity, class_index = description.get("model_identity"), description.get("class_index")
+        if not isinstance(identity, str):
+            raise BadInputError(f"{path}: the state does not say which model it was made with.")
+        if isinstance(class_index, bool) or not isinstance(class_index, int) or class_index < 0:
+            raise BadInputError(f"{path}: the state's class {class_index!r} is not a class index.")
+        for name in ("z", "class_embedding"):
+            tensor = tensors.get(name)
+            if tensor is None or not tensor.is_floating_point() or tensor.dim() != 2 or tensor.shape[0] != 1:
+                raise BadInputError(f"{path}: the state's {name} is missing or not a (1, N) float tensor.")
+            if not bool(torch.isfinite(tensor).all()):
+                raise BadInputError(f"{path}: the state's {name} holds NaN or infinite values.")
+        delta = {}
+        for key, value in tensors.items():
+            if key.startswith("delta."):
+                if not value.is_floating_point():
+                    raise BadInputError(f"{path}: the state's weight {key} is not a float tensor.")
+                delta[key[len("delta."):]] = value.float()
+        info, task, preset = description.get("info", {}), description.get("task", ""), description.get("preset", "")
+        if not isinstance(info, dict) or not isinstance(task, str) or not isinstance(preset, str):
+            raise BadInputError(f"{path}: the state's description has fields of the wrong type.")
         return GeneratorState(
-            model_identity=description["model_identity"],
+            model_identity=identity,
             weight_delta=delta,
             z=tensors["z"].float(),
-            class_index=int(description["class_index"]),
+            class_index=class_index,
             class_embedding=tensors["class_embedding"].float(),
             use_in=bool(description.get("use_in", False)),
-            task=description.get("task", ""),
-            preset=description.get("preset", ""),
-            info=description.get("info", {}),
+            task=task,
+            preset=preset,
+            info=info,
         )
 
     def nbytes(self, delta_dtype: torch.dtype = torch.float32) -> int:
@@ -167,3 +205,8 @@ class RestoreResult:
     cancelled: bool = False
     composite: np.ndarray | None = None   # full-resolution result (H x W x 3 uint8), if an image was given
     notes: tuple[str, ...] = ()
+    runs_done: int = 1                    # model runs of the restore plan that finished
+    runs_total: int = 1
+    # The kept state is the lowest-loss one: the state that step best_step measured
+    # (its Step's loss, its Frame's image), or None for the state after the last step.
+    best_step: int | None = None

@@ -24,7 +24,6 @@ import csv
 import io
 import json
 import math
-import os
 import sys
 import tarfile
 import time
@@ -40,6 +39,7 @@ from engine.biggan import BigGANConfig, Discriminator, Generator, orthogonal_ini
 from engine.checksums import sha256_file
 from engine.devices import select_autocast_dtype
 from engine.errors import BadInputError
+from engine.files import atomic_path, write_bytes_atomically
 
 RESUME_FILE = "resume.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
@@ -331,17 +331,15 @@ class Trainer:
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         path = run_dir / RESUME_FILE
-        temporary = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(temporary), metadata=metadata)
-        os.replace(temporary, path)
+        with atomic_path(path, overwrite=True) as temporary:
+            save_file(tensors, str(temporary), metadata=metadata)
         optimizer_state = {
             "step": self.step_count,
             "g": self.g_optimizer.state_dict(),
             "d": self.d_optimizer.state_dict(),
         }
-        temporary = run_dir / (OPTIMIZER_FILE + ".tmp")
-        torch.save(optimizer_state, temporary)
-        os.replace(temporary, run_dir / OPTIMIZER_FILE)
+        with atomic_path(run_dir / OPTIMIZER_FILE, overwrite=True) as temporary:
+            torch.save(optimizer_state, temporary)
         return path
 
     def load(self, run_dir: Path) -> None:
@@ -407,9 +405,8 @@ def write_image_grid(rows: torch.Tensor, path: Path, *, padding: int = 2) -> Non
         for c in range(n_cols):
             top, left = padding + r * (height + padding), padding + c * (width + padding)
             canvas[top : top + height, left : left + width] = pixels[r, c]
-    temporary = path.with_name(path.name + ".tmp.png")
-    Image.fromarray(canvas).save(temporary)
-    os.replace(temporary, path)
+    with atomic_path(path, overwrite=True) as temporary:
+        Image.fromarray(canvas).save(temporary, format="PNG")
 
 
 def read_run_config(run_dir: Path) -> TrainingConfig | None:
@@ -503,21 +500,16 @@ def _copy_atomically(source: Path, destination: Path) -> None:
     import shutil
 
     destination.parent.mkdir(parents=True, exist_ok=True)
-    temporary = destination.with_name(destination.name + ".tmp")
-    try:
+    with atomic_path(destination, overwrite=True) as temporary:  # a failed copy leaves nothing behind
         shutil.copyfile(source, temporary)
-        os.replace(temporary, destination)
-    finally:
-        temporary.unlink(missing_ok=True)  # a failed copy leaves nothing behind to be committed
 
 
 def _write_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(temporary), metadata=metadata)
-    os.replace(temporary, path)
+    with atomic_path(path, overwrite=True) as temporary:
+        save_file(tensors, str(temporary), metadata=metadata)
 
 
 def publish_training_state(run_dir: Path, training_dir: Path) -> int:
@@ -597,9 +589,7 @@ def ship_model(run_dir: Path, model_dir: Path, *, data_dir: Path | None = None) 
                   "bytes": (model_dir / PUBLISHED_D_FILE).stat().st_size, "role": "discriminator, fp16"},
         },
     }
-    temporary = model_dir / (PUBLISHED_CARD + ".tmp")
-    temporary.write_text(json.dumps(card, indent=2) + "\n")
-    os.replace(temporary, model_dir / PUBLISHED_CARD)
+    write_bytes_atomically(model_dir / PUBLISHED_CARD, (json.dumps(card, indent=2) + "\n").encode(), overwrite=True)
     return card
 
 
@@ -654,8 +644,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_output_folders(args) -> None:
+    """Check --out, --publish and --model-dir before any work (one sentence each, exit 2)."""
+    from engine.files import check_distinct_outputs, check_output
+
+    inputs = [("the training data folder", args.data), ("the training state folder", args.seed_from)]
+    if args.publish:
+        inputs.append(("the run folder", args.out))
+        for option, folder in (("--publish", args.publish), ("--model-dir", args.model_dir)):
+            if folder is not None:
+                check_output(folder, option=option, inputs=inputs, folder=True, may_exist=True)
+        check_distinct_outputs([("--publish", args.publish), ("--model-dir", args.model_dir)])
+    else:
+        check_output(args.out, option="--out", inputs=inputs, folder=True, may_exist=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads is not None and not 1 <= args.threads <= 1024:
+        print(f"dgp-studio train: --threads must be from 1 to 1024, got {args.threads}.", file=sys.stderr)
+        return 2
+    for option, value in (("--steps", args.steps), ("--batch", args.batch), ("--d-steps", args.d_steps),
+                          ("--resolution", args.resolution), ("--g-ch", args.g_ch), ("--d-ch", args.d_ch)):
+        if not 1 <= value <= 10**9:
+            print(f"dgp-studio train: {option} must be from 1 to 10**9, got {value}.", file=sys.stderr)
+            return 2
+    try:
+        _check_output_folders(args)
+    except BadInputError as error:
+        print(f"dgp-studio train: {error}", file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.publish:

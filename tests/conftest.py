@@ -70,12 +70,24 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
 # Reference data in shared/
 
 
+#: Copies of the reference files the tests need, vendored so a fresh clone runs every test.
+VENDORED_FIXTURES = REPO_ROOT / "tests" / "fixtures"
+_VENDORED_NAMES = {
+    ("fixtures", "biggan128_ch8_golden.pt"): "biggan128_ch8_golden.pt",
+    ("fixtures", "biggan_checkpoint_manifests.json"): "biggan_checkpoint_manifests.json",
+    ("data", "tiny-imagenet-200", "classes.json"): "tiny-imagenet-200-classes.json",
+}
+
+
 def shared_path(*parts: str) -> Path | None:
-    """Locate a file under the read-only ``shared/`` folder, or None if absent.
+    """Locate a reference file: the vendored copy in ``tests/fixtures/``, else under ``shared/``.
 
     ``shared/`` is a sibling of the repository (CI and developer machines) or,
-    on some machines, a folder inside it.
+    on some machines, a folder inside it. None if neither has it.
     """
+    vendored = _VENDORED_NAMES.get(tuple(parts))
+    if vendored is not None and (VENDORED_FIXTURES / vendored).exists():
+        return VENDORED_FIXTURES / vendored
     for shared_root in (REPO_ROOT.parent / "shared", REPO_ROOT / "shared"):
         candidate = shared_root.joinpath(*parts)
         if candidate.exists():
@@ -84,10 +96,13 @@ def shared_path(*parts: str) -> Path | None:
 
 
 def require_shared_path(*parts: str) -> Path:
-    """Like :func:`shared_path`, but skips the calling test when the file is missing."""
+    """Like :func:`shared_path`; a missing file skips the test, or fails it under CI (``CI`` set)."""
     found = shared_path(*parts)
     if found is None:
-        pytest.skip(f"reference file shared/{'/'.join(parts)} is not available on this machine")
+        message = f"reference file {'/'.join(parts)} is neither vendored in tests/fixtures nor under shared/"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI runs every test: vendor it)")
+        pytest.skip(message)
     return found
 
 

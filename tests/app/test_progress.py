@@ -71,3 +71,29 @@ def test_the_sparkline_marks_where_a_stage_begins(qtbot):
     assert all(colour.lightness() > background.lightness() for colour in column)
     # And none elsewhere in empty space: the first stage's line ends low, the second starts high.
     assert image.pixelColor(boundary - 20, 20).lightness() == pytest.approx(background.lightness(), abs=3)
+
+
+def test_an_early_stop_moves_the_stage_ticks_and_the_total(qtbot):
+    panel = RunProgressPanel()
+    qtbot.addWidget(panel)
+    panel.begin()
+    stages = [SimpleNamespace(index=i, iterations=3, unlocked_groups=2, total_groups=4) for i in range(3)]
+    panel.on_started(SimpleNamespace(stages=stages, total_steps=9, search_candidates=0, task="defend",
+                                     preset="studio_defend", device="cpu", precision="fp32"))
+    assert panel.progress_bar.stage_starts() == [3, 6]
+    panel.on_stage_began(SimpleNamespace(stage=stages[0], first_step=1))
+    # Stage 1 stops after one step: the total drops to 7 and stage 2 begins at step 2.
+    panel.on_step(SimpleNamespace(stage=0, step=1, total_steps=7, losses={"total": 1.0}, seconds_per_step=0.1,
+                                  eta_seconds=None))
+    assert panel.progress_bar.maximum() == 7 and panel.progress_bar.value() == 1
+    assert panel.eta_label.text().startswith("\u2014")
+    panel.on_stage_began(SimpleNamespace(stage=stages[1], first_step=2))
+    assert panel.progress_bar.stage_starts() == [1, 4]
+    panel.on_step(SimpleNamespace(stage=1, step=2, total_steps=5, losses={"total": 1.0}, seconds_per_step=0.1,
+                                  eta_seconds=3.0))
+    panel.on_stage_began(SimpleNamespace(stage=stages[2], first_step=3))
+    for number in (3, 4, 5):
+        panel.on_step(SimpleNamespace(stage=2, step=number, total_steps=5, losses={"total": 1.0},
+                                      seconds_per_step=0.1, eta_seconds=0.0))
+    assert panel.progress_bar.stage_starts() == [1, 2]
+    assert panel.progress_bar.value() == panel.progress_bar.maximum() == 5

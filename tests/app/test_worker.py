@@ -68,6 +68,10 @@ class FakeEngine:
     def schedule_for(self, *args, **kwargs):
         raise BadInputError("the fake engine has no schedules.")
 
+    def prepare(self, request):
+        # The real engine plans the request once; the fake's "plan" is the request itself.
+        return request
+
     def restore(self, request, *, should_stop, frame_interval):
         yield from self._script(request, should_stop)
 

@@ -387,7 +387,9 @@ def test_ctrl_c_cancels_the_photo_in_flight_and_leaves_a_consistent_manifest(tin
     assert {name: row["status"] for name, row in rows.items()} == {n: r["status"] for n, r in latest.items()}
     for name, record in latest.items():
         assert (out / name).exists() == (record["status"] == "done")
-    assert not [p for p in out.iterdir() if p.name.endswith(".part")]
+    from engine.files import is_temporary_name
+
+    assert not [p for p in out.rglob("*") if is_temporary_name(p.name)]
 
 
 # -- Ray ----------------------------------------------------------------------------------

@@ -96,7 +96,7 @@ def test_json_events_and_auto_class(tiny_model_files, picture, tmp_path, capsys)
                        str(t / "o.png")], "mask.png"),
         (lambda p, t: ["restore", str(p), "--task", "colorize", "--class", "zebra-unicorn", "-o",
                        str(t / "o.png")], "zebra-unicorn"),
-        (lambda p, t: ["restore", str(p), "--task", "colorize", "-o", str(p)], "overwrite the input"),
+        (lambda p, t: ["restore", str(p), "--task", "colorize", "-o", str(p)], "never overwritten"),
         (lambda p, t: ["restore", str(p), "--task", "colorize", "--roi", "1,2", "-o", str(t / "o.png")],
          "--roi"),
     ],

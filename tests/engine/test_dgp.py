@@ -255,6 +255,59 @@ def test_defence_stop_mse_ends_stages_early(tiny_pair):
     assert any(isinstance(e, ev.Notice) for e in events)
 
 
+def test_an_early_stop_ends_the_stage_with_a_frame_and_exact_totals(tiny_pair):
+    generator, discriminator = tiny_pair
+    events = run_to_end(generator, discriminator, tiny_schedule(stop_mse=10.0))   # 3 + 3 planned
+    steps = [e for e in events if isinstance(e, ev.Step)]
+    # Stage 1 stops after its first step: from that step on the total is 1 + 3, then 2.
+    assert [(s.step, s.total_steps) for s in steps] == [(1, 4), (2, 2)]
+    ended = [e for e in events if isinstance(e, ev.StageEnded)]
+    assert [(e.stage, e.steps_done, e.total_steps, e.early) for e in ended] == [(0, 1, 4, True), (1, 1, 2, True)]
+    assert [e.first_step for e in events if isinstance(e, ev.StageBegan)] == [1, 2]
+    # Every stage end sends a frame, even within the frame interval.
+    frames = [e for e in events if isinstance(e, ev.Frame)]
+    assert [(f.step, f.total_steps) for f in frames] == [(1, 4), (2, 2)]
+    kinds = [type(e).__name__ for e in events if not isinstance(e, (ev.SearchProgress, ev.Notice))]
+    assert kinds[-5:] == ["StageBegan", "Step", "Frame", "StageEnded", "Finished"]
+    result = events[-1].result
+    assert result.steps_done == result.total_steps == 2
+    assert steps[-1].eta_seconds == 0
+
+
+def test_stages_that_run_to_the_end_report_it(tiny_pair):
+    generator, discriminator = tiny_pair
+    degradation = degradation_for_task("reconstruct", resolution=32)
+    events = list(run_dgp(generator, discriminator, degradation, synthetic_target(), tiny_schedule(),
+                          class_index=1, frame_interval=1e9))
+    ended = [e for e in events if isinstance(e, ev.StageEnded)]
+    assert [(e.stage, e.steps_done, e.total_steps, e.early) for e in ended] == [(0, 3, 6, False), (1, 3, 6, False)]
+    assert [f.step for f in events if isinstance(f, ev.Frame)] == [1, 3, 6]
+
+
+def test_a_single_candidate_is_drawn_from_the_unit_gaussian(tiny_pair):
+    # Section 5: select_num = 1 is one N(0, I) draw; sample_std scales only a real search.
+    generator, discriminator = tiny_pair
+    schedule = dataclasses.replace(tiny_schedule(candidates=1), sample_std=0.01)
+    events = run_to_end(generator, discriminator, schedule, seed=4)
+    result = events[-1].result
+    assert not any(isinstance(e, ev.SearchProgress) for e in events)
+    from engine.dgp import search_latent
+
+    outcome = list(search_latent(generator, discriminator, None, [], candidates=1, sample_std=0.01,
+                                 class_index=1, seed=4, device=torch.device("cpu"), autocast_dtype=None))[-1]
+    expected = torch.randn(1, generator.dim_z, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(outcome.z, expected)
+    assert 0.7 < float(outcome.z.std()) < 1.3
+    assert result.class_index == 1
+
+
+@pytest.mark.parametrize("candidates", [0, 1])
+def test_an_unknown_class_without_a_search_is_refused(tiny_pair, candidates):
+    generator, discriminator = tiny_pair
+    with pytest.raises(BadInputError, match="pick a class"):
+        run_to_end(generator, discriminator, tiny_schedule(candidates=candidates), class_index=None)
+
+
 def test_feature_loss_per_sample_matches_batch_one(tiny_pair):
     _, discriminator = tiny_pair
     images = torch.rand(3, 3, 32, 32) * 2 - 1

@@ -198,10 +198,11 @@ def test_quick_evaluation_end_to_end_and_resume(validation_tar, tmp_path, monkey
     # ...and different settings are refused instead of being mixed in.
     with pytest.raises(BadInputError, match="seed"):
         evaluate.run_evaluation(model, **{**options, "seed": 4})
-    # Results written before generative SR results were matched to their input neither.
-    older = [{**r, "run": {k: v for k, v in r["run"].items() if k != "sr_projection"}} for r in read_lines(out_dir)]
+    # Results written before generative SR results were assembled at a detail strength neither.
+    older = [{**r, "run": {k: v for k, v in r["run"].items() if k != "sr_detail_strength"}}
+             for r in read_lines(out_dir)]
     (out_dir / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in older))
-    with pytest.raises(BadInputError, match="sr_projection = False"):
+    with pytest.raises(BadInputError, match="sr_detail_strength = None"):
         evaluate.run_evaluation(model, **options)
 
 

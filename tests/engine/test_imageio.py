@@ -14,7 +14,8 @@ import torch
 from PIL import Image, ImageCms
 
 from engine.errors import BadInputError
-from engine.imageio import LoadedImage, load_image, load_mask, save_image, to_tensor, to_uint8
+from engine.imageio import LoadedImage, load_image, load_mask, save_image
+from engine.tensors import to_tensor, to_uint8
 
 
 def _random_rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -274,13 +275,15 @@ def test_missing_file_and_folder_are_refused_by_name(tmp_path: Path) -> None:
         load_image(folder)
 
 
-@pytest.mark.parametrize("limit", [40, 60])  # 100 pixels: > 2×limit is Pillow's error, > limit its warning
-def test_decompression_bomb_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int) -> None:
+@pytest.mark.parametrize("limit", [0.00004, 0.00006])  # 100 pixels against a limit of 40 or 60
+def test_photo_over_the_megapixel_limit_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: float) -> None:
     path = tmp_path / "bomb.png"
     Image.fromarray(_random_rgb(10, 10)).save(path)
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
-    with pytest.raises(BadInputError, match="bomb.png.*limit"):
+    monkeypatch.setenv("DGP_STUDIO_MAX_MEGAPIXELS", str(limit))
+    with pytest.raises(BadInputError, match="bomb.png is 10×10 .*limit.*DGP_STUDIO_MAX_MEGAPIXELS") as refused:
         load_image(path)
+    assert "corrupt" not in str(refused.value)
+    assert load_image(path, max_megapixels=0.0001).size == (10, 10)
 
 
 def test_unsupported_mode_is_refused(tmp_path: Path) -> None:

@@ -556,7 +556,7 @@ def test_a_failed_save_leaves_the_previous_file_and_no_leftovers(embedded_sessio
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(GeneratorState, "save", broken_save)
-    with pytest.raises(BadInputError, match="cannot be written .*No space left"):
+    with pytest.raises(BadInputError, match="cannot be written .*disk is full"):
         save_session(path, session, embed_states=True, overwrite=True)
     assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]

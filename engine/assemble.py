@@ -1,0 +1,178 @@
+"""Put the runs of a restore plan together at the photo's own resolution (numpy and Pillow only).
+
+:func:`assemble_composite` builds the saved result from every finished run of a
+:class:`engine.plan.RestorePlan`; :class:`LivePreview` builds the same picture at a
+display scale while the runs progress, so the canvas shows what will be saved rather
+than the raw model output. Runs that have not finished contribute nothing: their
+pixels keep the photo's own (or, for super-resolution, the classical upscaling).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+from engine.composite import (
+    Box,
+    RegionOfInterest,
+    composite_for_task,
+    composite_inpainting,
+)
+from engine.degrade import match_low_resolution
+from engine.plan import AREA, TILE, RestorePlan
+
+if TYPE_CHECKING:
+    from engine.api import PreparedRestore
+    from engine.state import RestoreResult
+
+__all__ = ["LivePreview", "assemble_composite", "partial_plan_note", "restrict_mask_to_area"]
+
+#: The live preview's longer side in pixels (the canvas scales it to the photo).
+PREVIEW_MAX_SIDE = 640
+#: Seconds between live previews (each costs a display-scale composite on the engine thread).
+PREVIEW_INTERVAL_S = 0.25
+
+
+def restrict_mask_to_area(mask: np.ndarray, area: tuple[int, int, int, int], margin: int) -> np.ndarray:
+    """The mask with every painted pixel outside ``area`` (left, top, right, bottom) ± ``margin`` cleared.
+
+    Each inpainting run fills only its own area, so that where two runs' squares overlap
+    neither overwrites the other's hole.
+    """
+    left, top, right, bottom = area
+    height, width = mask.shape[:2]
+    restricted = np.zeros_like(mask)
+    rows = slice(max(0, top - margin), min(height, bottom + margin))
+    columns = slice(max(0, left - margin), min(width, right + margin))
+    restricted[rows, columns] = mask[rows, columns]
+    return restricted
+
+
+def _model_image(prepared: PreparedRestore, run_index: int, image: np.ndarray) -> np.ndarray:
+    run = prepared.runs[run_index]
+    if run.low_resolution is not None and run.run.role != TILE and run.degradation.sr_factor:
+        return match_low_resolution(image, run.low_resolution, run.degradation.sr_factor)
+    return image
+
+
+def assemble_composite(
+    prepared: PreparedRestore, results: Sequence[RestoreResult | None], *, detail_strength: float | None
+) -> np.ndarray:
+    """The full-resolution result of a plan from its finished runs (None = not finished).
+
+    * ``sr``: the classical upscaling of the whole low-resolution photo plus
+      ``detail_strength`` × the prior's detail of every finished tile, projected so that
+      the output shrunk back (Lanczos) reproduces the input (:mod:`engine.superres`);
+    * inpainting areas: each finished area's fill put into the photo in turn, only over
+      its own painted pixels;
+    * one whole-frame or region run: :func:`engine.composite.composite_for_task`.
+    """
+    request = prepared.request
+    plan: RestorePlan = prepared.plan
+    if request.task == "sr":
+        from engine.superres import assemble, prior_detail
+
+        factor = prepared.runs[0].degradation.sr_factor
+        tiles = [
+            ((run.run.output.left, run.run.output.top), prior_detail(result.image, factor))
+            for run, result in zip(prepared.runs, results) if result is not None
+        ]
+        return assemble(prepared.low_resolution, factor, tiles, detail_strength)
+    if plan.runs[0].role == AREA:
+        output = request.image
+        for run, result, area in zip(prepared.runs, results, prepared.areas):
+            if result is None:
+                continue
+            mask = restrict_mask_to_area(request.mask, area, margin=0)
+            output = composite_inpainting(output, mask, run.run.region, result.image)
+        if output is request.image:
+            output = np.array(output, copy=True)
+        return output
+    result = results[0]
+    if result is None:
+        return np.array(request.image, copy=True)
+    run = prepared.runs[0]
+    return composite_for_task(
+        request.task, request.image, run.run.region, _model_image(prepared, 0, result.image),
+        mask=request.mask if request.task in ("inpaint", "hybrid") else None,
+        factor=run.degradation.sr_factor,
+    )
+
+
+def partial_plan_note(plan: RestorePlan, results: Sequence[RestoreResult | None]) -> str:
+    """One sentence for a plan stopped part-way: what the saved result holds."""
+    done = sum(1 for result in results if result is not None)
+    noun = {TILE: "tiles", AREA: "painted areas"}.get(plan.runs[0].role, "runs")
+    rest = {
+        TILE: "the other tiles are classical upscaling",
+        AREA: "the other painted areas keep the photo's pixels",
+    }.get(plan.runs[0].role, "the rest keeps the photo's pixels")
+    return f"Stopped after {done} of {len(plan.runs)} {noun}; {rest}."
+
+
+def _scaled_box(region: Box | RegionOfInterest, scale: float, limit: tuple[int, int]) -> Box:
+    left = min(int(round(region.left * scale)), limit[0] - 1)
+    top = min(int(round(region.top * scale)), limit[1] - 1)
+    right = max(left + 1, min(limit[0], int(round(region.right * scale))))
+    bottom = max(top + 1, min(limit[1], int(round(region.bottom * scale))))
+    return Box(left, top, right - left, bottom - top)
+
+
+class LivePreview:
+    """The restore so far at a display scale: what will be saved, updated as frames arrive.
+
+    Built once per restore; :meth:`update` takes a run's newest model-resolution image and
+    returns the preview (``final=True`` keeps that run's contribution for later frames).
+    """
+
+    interval = PREVIEW_INTERVAL_S
+
+    def __init__(self, prepared: PreparedRestore, *, max_side: int = PREVIEW_MAX_SIDE) -> None:
+        self.prepared = prepared
+        request, plan = prepared.request, prepared.plan
+        out_width, out_height = plan.output_size
+        self.scale = min(1.0, max_side / max(out_width, out_height))
+        self.size = (max(1, int(round(out_width * self.scale))), max(1, int(round(out_height * self.scale))))
+        if request.task == "sr":
+            source = Image.fromarray(prepared.low_resolution)
+            self.region_scale = self.scale * prepared.runs[0].degradation.sr_factor
+        else:
+            source = Image.fromarray(np.ascontiguousarray(request.image))
+            self.region_scale = self.scale
+        self.base = np.asarray(source.resize(self.size, Image.Resampling.BICUBIC), dtype=np.uint8)
+        self.mask = None
+        if request.mask is not None and request.task in ("inpaint", "hybrid"):
+            plane = Image.fromarray(np.ascontiguousarray(request.mask, dtype=np.float32), mode="F")
+            self.mask = np.asarray(plane.resize(self.size, Image.Resampling.BOX), dtype=np.float32)
+        self.kept = self.base.copy()
+
+    def _region(self, run_index: int) -> Box:
+        run = self.prepared.runs[run_index].run
+        if run.role == TILE:
+            return _scaled_box(run.output, self.scale, self.size)
+        return _scaled_box(run.region, self.region_scale, self.size)
+
+    def update(self, run_index: int, image: np.ndarray, *, final: bool = False) -> np.ndarray:
+        """The preview with run ``run_index`` showing ``image`` (R×R×3 uint8 model output)."""
+        task = self.prepared.request.task
+        region = self._region(run_index)
+        role = self.prepared.runs[run_index].run.role
+        if role == TILE or (task == "hybrid" and self.prepared.runs[0].degradation.sr_factor):
+            patch = np.asarray(Image.fromarray(image).resize((region.width, region.height),
+                                                             Image.Resampling.BILINEAR), dtype=np.uint8)
+            preview = self.kept.copy()
+            preview[region.top : region.bottom, region.left : region.right] = patch
+        elif role == AREA:
+            area = self.prepared.areas[run_index]
+            scaled = tuple(int(round(value * self.region_scale)) for value in area)
+            mask = restrict_mask_to_area(self.mask, scaled, margin=1)
+            preview = composite_inpainting(self.kept, mask, region, image)
+        else:
+            mask = self.mask if task in ("inpaint", "hybrid") else None
+            preview = composite_for_task(task, self.base, region, image, mask=mask)
+        if final:
+            self.kept = preview
+        return np.array(preview, copy=True)

@@ -1,0 +1,208 @@
+"""Whole photos at their own scale: restore plans, full-frame coverage, per-area inpainting, plan progress."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from engine import events as ev
+from engine.api import LARGE_OUTPUT_PIXELS, Engine, RestoreRequest, load_model
+from engine.composite import Box, composite_colorization, srgb_to_lab
+from engine.errors import BadInputError
+from engine.plan import AREA, TILE, WHOLE, area_runs, painted_areas, sr_tile_runs
+from tests.conftest import make_tiny_biggan
+from tests.engine.test_api import photo
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    generator, discriminator = make_tiny_biggan()
+    return Engine(load_model((generator, discriminator)), device="cpu", precision="fp32")
+
+
+def quick(task: str, image: np.ndarray, **kwargs) -> RestoreRequest:
+    return RestoreRequest(image=image, task=task, quick=True, iteration_scale=0.1, class_index=1, **kwargs)
+
+
+def two_holes(height: int = 60, width: int = 90) -> np.ndarray:
+    mask = np.zeros((height, width), np.float32)
+    mask[8:14, 6:12] = 1.0
+    mask[40:50, 70:84] = 1.0
+    return mask
+
+
+# ------------------------------------------------------------------ plans
+
+
+def test_colorize_of_a_landscape_photo_is_one_run_on_the_whole_frame(engine):
+    plan = engine.prepare(quick("colorize", photo(90, 60))).plan
+    assert [run.role for run in plan.runs] == [WHOLE]
+    assert plan.runs[0].region.box == (0, 0, 90, 60)
+    assert plan.output_size == (90, 60)
+
+
+def test_inpainting_plans_one_run_per_painted_area_around_it(engine):
+    mask = two_holes()
+    plan = engine.prepare(quick("inpaint", photo(90, 60), mask=mask)).plan
+    assert [run.role for run in plan.runs] == [AREA, AREA]
+    resolution = engine.resolution
+    for run, (left, top, right, bottom) in zip(plan.runs, [(6, 8, 12, 14), (70, 40, 84, 50)]):
+        region = run.region
+        # Small holes are seen at the model's own resolution, inside the photo, hole included.
+        assert region.size == resolution
+        assert region.left <= left and region.top <= top and region.right >= right and region.bottom >= bottom
+        assert region.right <= 90 and region.bottom <= 60
+    assert plan.total_steps == 2 * plan.steps_per_run
+
+
+def test_super_resolution_tiles_cover_the_low_resolution_photo_at_its_own_scale():
+    runs = sr_tile_runs(40, 23, resolution=32, factor=2)
+    covered = np.zeros((23, 40), bool)
+    for run in runs:
+        assert run.role == TILE and run.region.size == 16
+        covered[run.region.top : run.region.bottom, run.region.left : run.region.right] = True
+        assert run.output.box == tuple(2 * value for value in run.region.box)
+    assert covered.all()
+
+
+def test_painted_areas_separate_far_strokes_and_merge_close_ones():
+    mask = np.zeros((100, 200), np.float32)
+    mask[10:20, 10:20] = 1
+    mask[10:20, 23:30] = 1      # 3 px from the first: one area
+    mask[70:90, 150:190] = 1    # far away: its own area
+    assert painted_areas(mask, merge_distance=4) == [(10, 10, 30, 20), (150, 70, 190, 90)]
+    assert len(painted_areas(mask, merge_distance=1)) == 3
+
+
+def test_area_squares_stay_inside_small_photos():
+    runs = area_runs([(0, 0, 5, 5), (20, 10, 30, 18)], 30, 18, resolution=64)
+    for run in runs:
+        assert run.region.size == 18 and run.region.top == 0
+        assert 0 <= run.region.left and run.region.right <= 30
+
+
+# ------------------------------------------------------------------ whole-frame results
+
+
+def test_whole_frame_colorization_takes_the_colour_up_to_every_border():
+    gray = np.full((30, 80, 3), 128, np.uint8)
+    result = np.zeros((16, 16, 3), np.uint8)
+    result[...] = (200, 60, 40)          # one strong colour
+    composite = composite_colorization(gray, Box.whole(80, 30), result)
+    chroma = np.hypot(*np.moveaxis(srgb_to_lab(composite)[..., 1:], -1, 0))
+    assert chroma.min() > 20             # no grey strip, no grey rim at the photo's border
+    assert np.max(np.abs(srgb_to_lab(composite)[..., 0] - srgb_to_lab(gray)[..., 0])) < 1.0
+
+
+def test_colorize_changes_the_colour_of_every_column_of_a_landscape_photo(engine):
+    gray = np.repeat(photo(90, 60).mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
+    final = list(engine.restore(quick("colorize", gray)))[-1]
+    assert isinstance(final, ev.Finished)
+    composite = final.result.composite
+    coloured_columns = (np.abs(composite.astype(int) - gray.astype(int)).sum(axis=2) > 0).any(axis=0)
+    assert coloured_columns.all()
+
+
+def test_inpainting_fills_every_area_and_keeps_the_rest(engine):
+    original = photo(90, 60)
+    mask = two_holes()
+    final = list(engine.restore(quick("inpaint", original, mask=mask)))[-1]
+    composite = final.result.composite
+    assert final.result.runs_done == final.result.runs_total == 2
+    for rows, columns in ((slice(8, 14), slice(6, 12)), (slice(40, 50), slice(70, 84))):
+        assert not np.array_equal(composite[rows, columns], original[rows, columns])
+    far = np.ones(mask.shape, bool)
+    far[4:18, 2:16] = False
+    far[36:54, 66:88] = False
+    assert np.array_equal(composite[far], original[far])
+
+
+# ------------------------------------------------------------------ progress, cancel, previews
+
+
+def test_a_multi_run_plan_counts_steps_over_the_whole_plan(engine):
+    events = list(engine.restore(quick("inpaint", photo(90, 60), mask=two_holes())))
+    started = next(e for e in events if isinstance(e, ev.Started))
+    steps = [e for e in events if isinstance(e, ev.Step)]
+    assert started.plan.runs == 2
+    assert [e.step for e in steps] == list(range(1, started.plan.total_steps + 1))
+    assert all(e.total_steps == started.plan.total_steps for e in steps)
+    assert [e.index for e in events if isinstance(e, ev.RunBegan)] == [0, 1]
+    assert steps[-1].eta_seconds == pytest.approx(0.0, abs=1e-6)
+    # While run 1 goes on, run 2 is still priced in.
+    first_run = [e for e in steps if e.step < started.plan.total_steps // 2]
+    assert all(e.eta_seconds > 0 for e in first_run)
+
+
+def test_cancel_between_runs_keeps_the_finished_area_and_says_so(engine):
+    original = photo(90, 60)
+    stop = threading.Event()
+    events = []
+    for event in engine.restore(quick("inpaint", original, mask=two_holes()), should_stop=stop):
+        events.append(event)
+        if isinstance(event, ev.RunBegan) and event.index == 1:
+            stop.set()
+    final = events[-1]
+    assert isinstance(final, ev.Cancelled)
+    assert final.result.runs_done == 1 and final.result.runs_total == 2
+    assert "1 of 2 painted areas" in final.reason
+    composite = final.result.composite
+    assert not np.array_equal(composite[8:14, 6:12], original[8:14, 6:12])
+    assert np.array_equal(composite[40:50, 70:84], original[40:50, 70:84])
+
+
+def test_live_frames_show_the_whole_photo_at_a_display_scale(engine):
+    events = list(engine.restore(quick("colorize", photo(90, 60)), frame_interval=0.0))
+    previews = [e.preview for e in events if isinstance(e, ev.Frame)]
+    assert previews and all(p is not None and p.shape == (60, 90, 3) for p in previews)
+
+
+# ------------------------------------------------------------------ bad input, cache
+
+
+@pytest.mark.parametrize(
+    "mask, message",
+    [(np.zeros((60, 90), np.float32), "no painted pixels"), (np.ones((60, 90), np.float32), "whole photo")],
+)
+def test_an_empty_or_full_mask_gets_one_sentence_naming_the_photo(engine, mask, message):
+    with pytest.raises(BadInputError, match=message) as raised:
+        engine.prepare(RestoreRequest(image=photo(90, 60), task="inpaint", mask=mask, source_name="cat.png"))
+    assert "cat.png" in str(raised.value)
+
+
+def test_results_above_the_size_limit_must_be_asked_for(engine):
+    side = int((LARGE_OUTPUT_PIXELS / 64) ** 0.5) + 8       # ×8 of this is above the limit
+    image = np.zeros((side, side, 3), np.uint8)
+    with pytest.raises(BadInputError, match="allow-large"):
+        engine.prepare(RestoreRequest(image=image, task="sr", sr_factor=8, source_name="big.png"))
+
+
+def test_the_cache_key_is_the_engines_and_names_every_setting(engine):
+    request = quick("inpaint", photo(90, 60), mask=two_holes())
+    key, made_with = engine.cache_key(request)
+    assert key == engine.cache_key(engine.prepare(request))[0]
+    assert key != engine.cache_key(quick("inpaint", photo(90, 60), mask=two_holes(), seed=1))[0]
+    assert made_with["settings"]["plan"][0][0] == AREA
+
+
+def test_super_resolution_at_detail_strength_zero_is_classical_whatever_the_prior_made(engine):
+    low = photo(20, 16, seed=3)
+    results = [
+        list(engine.restore(quick("sr", low, sr_factor=2, detail_strength=0.0, seed=seed)))[-1].result.composite
+        for seed in (0, 1)
+    ]
+    assert np.array_equal(results[0], results[1])
+    detailed = list(engine.restore(quick("sr", low, sr_factor=2, detail_strength=1.0)))[-1].result.composite
+    assert not np.array_equal(detailed, results[0])
+    from PIL import Image
+
+    for image in (results[0], detailed):
+        shrunk = np.asarray(Image.fromarray(image).resize((20, 16), Image.Resampling.LANCZOS)).astype(int)
+        assert np.abs(shrunk - low.astype(int)).max() <= 2
+
+
+def test_a_detail_strength_outside_zero_to_one_is_one_sentence(engine):
+    with pytest.raises(BadInputError, match="detail strength"):
+        engine.prepare(quick("sr", photo(20, 16), sr_factor=2, detail_strength=1.5))
