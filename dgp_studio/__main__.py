@@ -1,7 +1,7 @@
 """``dgp-studio`` / ``python -m dgp_studio``: the desktop app, or the command line.
 
 ``dgp-studio restore …`` (and ``jitter``, ``transfer``, ``morph``, ``train``,
-``models``, ``evaluate``, ``--version``) runs the engine's command line and
+``models``, ``evaluate``, ``batch``, ``--version``) runs the engine's command line and
 returns its exit code. Anything else starts the window; an optional image
 path opens that photo once the window is up::
 
@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-CLI_COMMANDS = frozenset({"restore", "jitter", "transfer", "morph", "train", "models", "evaluate"})
+CLI_COMMANDS = frozenset({"restore", "jitter", "transfer", "morph", "train", "models", "evaluate", "batch"})
 # Opt-in startup probe (benchmarks/bench_gui_responsiveness.py): a file to receive the first paint's time.
 SHOWN_REPORT_VARIABLE = "DGP_STUDIO_REPORT_SHOWN"
 

@@ -553,6 +553,15 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.export_mask_action)
         file_menu.addSeparator()
         file_menu.addAction(self.close_photo_action)
+
+        def show_batch_dialog() -> None:
+            from dgp_studio.batch_dialog import open_batch_dialog
+
+            open_batch_dialog(self)
+
+        self.batch_action = file_menu.addAction("&Batch restore\u2026", show_batch_dialog)
+        self.batch_action.setStatusTip("Restore a whole folder of photos in a background process, resumably")
+        file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         edit_menu = self.menuBar().addMenu("&Edit")
         for item in (

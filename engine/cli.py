@@ -41,7 +41,7 @@ ITERATION_SCALE_MAX = 100.0
 SIGMA_MAX = 10.0
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 ANIMATION_SUFFIXES = (".gif", ".mp4", ".webp", ".png")
-SUBCOMMANDS = ("restore", "jitter", "transfer", "morph", "train", "models", "evaluate")
+SUBCOMMANDS = ("restore", "jitter", "transfer", "morph", "train", "models", "evaluate", "batch")
 
 
 def whole_in(option: str, low: int, high: int):
@@ -188,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(morph)
 
     commands.add_parser("train", help="train the built-in GAN (see 'dgp-studio train --help')", add_help=False)
+    commands.add_parser("batch", help="restore whole folders, resumably (see 'dgp-studio batch --help')",
+                        add_help=False)
     return parser
 
 
@@ -642,6 +644,10 @@ def main(argv: list[str] | None = None, *, models_root: Path | None = None) -> i
         from engine.evaluate import main as evaluate_main
 
         return evaluate_main(argv[1:])
+    if argv and argv[0] == "batch":
+        from engine.batch import main as batch_main
+
+        return batch_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

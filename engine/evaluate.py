@@ -28,6 +28,12 @@ every method the same way (:mod:`engine.metrics`):
 Work is resumable: every (image, task, method) becomes one JSON line in
 ``OUT/results.jsonl`` (``OUT/results.shard-K-of-N.jsonl`` with ``--shard``) as
 soon as it is done, and a rerun skips what is in any of them.
+``--shard K/N`` stays this harness's own way of splitting the work: it keeps
+every method of one image in one process, and its results are scores, not the
+restored photos that ``dgp-studio batch`` (:mod:`engine.batch`) writes with its
+manifest. Both resume the same way (a record per finished unit, appended as
+soon as it is done); ``batch`` also hands units to a worker pool or a Ray
+cluster, which ``evaluate`` gets by starting N shard processes.
 At the end ``OUT/evaluation.md`` holds one table per task and an example sheet
 per task (``OUT/sheet_TASK.png``).
 
