@@ -51,9 +51,10 @@ __all__ = [
 HOLE_THRESHOLD = 0.5
 
 #: Default stopping point of the solver: ‖b − A·x‖₂ ≤ tolerance · ‖b‖₂ per channel at full
-#: resolution. Measured on a 1000×1000 hole in a photo (a blurred, colour-shifted fill): at
-#: 1e-4 the solution is within 0.09 levels of a solve to 1e-7, so the rounded uint8 result
-#: differs from it by at most one level, where a value lies next to a rounding boundary.
+#: resolution. On a 1000×1000 hole in a photo with a blurred, colour-shifted fill, 1e-4 (17
+#: iterations) is within 0.06 levels of a solve run to float32's floor (5e-6, 92 iterations),
+#: so the rounded uint8 results differ by at most one level, next to rounding boundaries
+#: (``benchmarks/bench_inpaint_fills.py --check-tolerance``).
 DEFAULT_TOLERANCE = 1e-4
 
 #: Width of the ring of known pixels around a hole whose mean colour :func:`mean_fill` uses.

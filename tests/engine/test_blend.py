@@ -206,19 +206,19 @@ def test_the_solver_stops_at_the_stated_residual() -> None:
     assert capped.iterations == 1 and capped.relative_residual > 1e-5
 
 
-@pytest.mark.timeout(60)
-def test_a_1000_by_1000_hole_is_solved_in_seconds() -> None:
-    # The smooth photo at 1040×1040 with a 1000×1000 hole; the fill is the photo with a
-    # colour gain and offset, so the correction h is not constant.
-    truth = _smooth_photo(1040, 1040)
-    mask = np.zeros((1040, 1040), dtype=np.float32)
-    mask[20:1020, 20:1020] = 1.0
-    fill = truth.astype(np.float32) * np.float32(0.9) + np.array([20.0, -15.0, 8.0], dtype=np.float32)
-    started = time.perf_counter()
-    result = poisson_blend(truth, mask, fill)
-    seconds = time.perf_counter() - started
-    assert np.abs(result.astype(np.int64) - truth)[20:1020, 20:1020].mean() < 12
-    assert seconds < 45  # a few seconds on a quiet machine; the bound leaves room for a busy one
+@pytest.mark.timeout(120)
+def test_a_1000_by_1000_hole_needs_few_iterations() -> None:
+    # A 1000×1000 hole in a textured 1040×1040 image with random boundary values: plain CG
+    # would need thousands of iterations here; the multigrid-preconditioned solve needs a
+    # few dozen whatever the size, which keeps it at seconds (timed by the benchmark, not here).
+    rng = np.random.default_rng(7)
+    values = rng.uniform(0, 255, size=(3, 1040, 1040)).astype(np.float32)
+    hole = np.zeros((1040, 1040), dtype=bool)
+    hole[20:1020, 20:1020] = True
+    solution = solve_laplace(values, hole)
+    assert solution.relative_residual <= DEFAULT_TOLERANCE
+    assert solution.iterations <= 40
+    assert solution.levels >= 6
 
 
 @pytest.mark.parametrize(
