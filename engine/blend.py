@@ -66,7 +66,7 @@ _COARSEST_SIDE = 16
 # keeps other holes' pixels out of a solve's box, a few more saves the overhead of many tiny solves.
 _SOLVE_MERGE_DISTANCE = 8
 # Multigrid levels with at most this many unknowns are solved exactly (a dense inverse).
-_DENSE_UNKNOWNS = 256
+_DENSE_UNKNOWNS = 64
 # Restarts of conjugate gradients from the current solution when float32 drift left the true
 # residual above the tolerance.
 _RESTARTS = 3
@@ -331,7 +331,7 @@ def connected_areas(
     Labelling works on horizontal runs of painted pixels: one vectorised pass finds the runs,
     runs in consecutive rows that overlap are joined, and a vectorised union-find gives the
     components, so the cost follows the number of runs, not a per-pixel Python loop (a
-    4000×3000 mask with brush strokes takes tens of milliseconds).
+    4000×3000 mask with a dozen large blobs and a stroke: 0.7 s on two heavily loaded cores).
     """
     if not isinstance(mask, np.ndarray) or mask.ndim != 2:
         raise BadInputError(f"the mask must be an H×W array, got {getattr(mask, 'shape', None)}.")
@@ -437,6 +437,7 @@ class _Level:
     weight_y: np.ndarray
     dirichlet: np.ndarray
     diagonal: np.ndarray
+    inverse_diagonal: np.ndarray
     red: np.ndarray
     black: np.ndarray
     factors: tuple[int, int]
@@ -484,6 +485,7 @@ def _make_level(
         weight_y=weight_y,
         dirichlet=dirichlet,
         diagonal=diagonal,
+        inverse_diagonal=(1.0 / diagonal).astype(np.float32),
         red=hole & checker,
         black=hole & ~checker,
         factors=factors,
@@ -580,9 +582,10 @@ def _apply(level: _Level, x: np.ndarray) -> np.ndarray:
 
 def _gauss_seidel(level: _Level, x: np.ndarray, rhs: np.ndarray, colour: np.ndarray) -> np.ndarray:
     """One red-black Gauss–Seidel half sweep: the cells of one colour solved exactly."""
-    return np.where(colour, (rhs + _weighted_neighbour_sum(level, x)) / level.diagonal, x).astype(
-        np.float32, copy=False
-    )
+    updated = _weighted_neighbour_sum(level, x)
+    updated += rhs
+    updated *= level.inverse_diagonal
+    return np.where(colour, updated, x)
 
 
 def _v_cycle(levels: list[_Level], index: int, rhs: np.ndarray) -> np.ndarray:
@@ -601,7 +604,7 @@ def _v_cycle(levels: list[_Level], index: int, rhs: np.ndarray) -> np.ndarray:
             np.float32
         )
         return x
-    x = np.where(level.red, rhs / level.diagonal, 0.0).astype(np.float32)
+    x = np.where(level.red, rhs * level.inverse_diagonal, np.float32(0.0))
     x = _gauss_seidel(level, x, rhs, level.black)
     residual = rhs - _apply(level, x)
     correction = _v_cycle(levels, index + 1, _block_sum(residual, level.factors))
