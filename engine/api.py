@@ -28,6 +28,7 @@ import torch
 
 from engine.assemble import LivePreview, assemble_composite, partial_plan_note
 from engine.biggan import BigGANConfig, Discriminator, Generator, spectral_norm_layers
+from engine.blend import connected_areas
 from engine.checksums import sha256_file, verify_card_files
 from engine.composite import (
     Box,
@@ -69,7 +70,6 @@ from engine.plan import (
     PlannedRun,
     RestorePlan,
     area_runs,
-    painted_areas,
     sr_tile_runs,
 )
 from engine.schedule import Schedule, default_preset_name, presets_for_task, resolve_preset
@@ -430,7 +430,8 @@ class Engine:
     @staticmethod
     def _areas(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
         height, width = mask.shape[:2]
-        return painted_areas(mask, merge_distance=max(2, int(AREA_MERGE_FRACTION * max(width, height))))
+        merge = max(2, int(AREA_MERGE_FRACTION * max(width, height)))
+        return [area.box for area in connected_areas(mask, merge_distance=merge)]
 
     @staticmethod
     def _plan_super_resolution(image: np.ndarray, roi: RegionOfInterest | None, resolution: int,
