@@ -73,14 +73,21 @@ def assemble_composite(
     request = prepared.request
     plan: RestorePlan = prepared.plan
     if request.task == "sr":
-        from engine.superres import assemble, prior_detail
+        from engine.superres import assemble, classical_upscale, prior_detail
 
         factor = prepared.runs[0].degradation.sr_factor
-        tiles = [
-            ((run.run.output.left, run.run.output.top), prior_detail(result.image, factor))
-            for run, result in zip(prepared.runs, results) if result is not None
-        ]
-        return assemble(prepared.low_resolution, factor, tiles, detail_strength)
+        low = prepared.low_resolution
+        classical = classical_upscale(low, factor)
+        tiles = []
+        for run, result in zip(prepared.runs, results):
+            if result is not None:
+                detail = prior_detail(result.image, factor)
+            else:
+                # A tile that never ran (a cancelled plan) keeps the classical upscaling's own
+                # detail there, so the strength changes nothing in it.
+                detail = prior_detail(_output_crop(classical, run.run.output), factor)
+            tiles.append(((run.run.output.left, run.run.output.top), detail))
+        return assemble(low, factor, tiles, detail_strength, classical=classical)
     if plan.runs[0].role == AREA:
         output = np.array(request.image, copy=True)
         for run, result, area in zip(prepared.runs, results, prepared.areas):
@@ -113,6 +120,20 @@ def _blend_area(
         dtype=np.uint8,
     )
     return poisson_blend(photo, restrict_mask_to_area(mask, area, margin=0), fill, box=region.box)
+
+
+def _output_crop(image: np.ndarray, box: Box) -> np.ndarray:
+    """``box`` of a float H×W×3 image, reflected where the box reaches past the image's border."""
+    height, width = image.shape[:2]
+    rows = np.arange(box.top, box.bottom)
+    columns = np.arange(box.left, box.right)
+
+    def reflect(index: np.ndarray, size: int) -> np.ndarray:
+        period = 2 * size
+        index = np.mod(index, period)
+        return np.where(index < size, index, period - 1 - index)
+
+    return np.ascontiguousarray(image[reflect(rows, height)][:, reflect(columns, width)])
 
 
 def partial_plan_note(plan: RestorePlan, results: Sequence[RestoreResult | None]) -> str:

@@ -198,3 +198,22 @@ def test_super_resolution_at_detail_strength_zero_is_classical_whatever_the_prio
 def test_a_detail_strength_outside_zero_to_one_is_one_sentence(engine):
     with pytest.raises(BadInputError, match="detail strength"):
         engine.prepare(quick("sr", photo(20, 16), sr_factor=2, detail_strength=1.5))
+
+
+def test_a_cancelled_super_resolution_keeps_its_finished_tiles_and_the_rest_classical(engine):
+    low = photo(28, 16, seed=5)               # two 16 px tiles at ×2 on the 32 px model
+    stop = threading.Event()
+    events = []
+    for event in engine.restore(quick("sr", low, sr_factor=2, detail_strength=1.0), should_stop=stop):
+        events.append(event)
+        if isinstance(event, ev.RunBegan) and event.index == 1:
+            stop.set()
+    final = events[-1]
+    assert isinstance(final, ev.Cancelled) and final.result.runs_done == 1
+    assert "1 of 2 tiles" in final.reason and "classical" in final.reason
+    composite = final.result.composite
+    assert composite.shape == (32, 56, 3)
+    classical = list(engine.restore(quick("sr", low, sr_factor=2, detail_strength=0.0)))[-1].result.composite
+    # Far from the finished tile the result is the classical upscaling; near it, the prior's.
+    assert np.abs(composite[:, -8:].astype(int) - classical[:, -8:].astype(int)).max() <= 1
+    assert not np.array_equal(composite[:, :16], classical[:, :16])
