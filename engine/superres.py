@@ -913,6 +913,44 @@ def _window(size: int, *, flat_start: bool, flat_end: bool) -> np.ndarray:
     return window
 
 
+def _placed_tiles(
+    tiles: Sequence[tuple[tuple[int, int], np.ndarray]], height: int, width: int
+) -> list[tuple[int, int, int, int, np.ndarray, np.ndarray, np.ndarray]]:
+    """Check the tiles and give each its crop ``(top, bottom, left, right)``, its two 1-D
+    windows (down, across; the 2-D window is their outer product) and its detail.
+
+    Raises unless every output pixel lies in some tile (checked on a 1-byte coverage map).
+    """
+    placed = []
+    covered = np.zeros((height, width), dtype=bool)
+    for index, entry in enumerate(tiles):
+        try:
+            (left, top), detail = entry
+        except (TypeError, ValueError):
+            raise BadInputError(
+                f"tile {index} must be ((left, top), detail), not {type(entry).__name__}."
+            ) from None
+        detail = _check_float_image(detail, f"the detail of tile {index}")
+        tile_height, tile_width = detail.shape[:2]
+        if not (_is_integer(left) and _is_integer(top)) or not (0 <= left < width and 0 <= top < height):
+            raise BadInputError(
+                f"tile {index} at ({left!r}, {top!r}) does not start inside the {width}×{height} result."
+            )
+        left, top = int(left), int(top)
+        right, bottom = min(left + tile_width, width), min(top + tile_height, height)
+        across = _window(tile_width, flat_start=left == 0, flat_end=left + tile_width >= width)
+        down = _window(tile_height, flat_start=top == 0, flat_end=top + tile_height >= height)
+        placed.append((top, bottom, left, right, down[: bottom - top], across[: right - left], detail))
+        covered[top:bottom, left:right] = True
+    if not covered.all():
+        rows, columns = np.nonzero(~covered)
+        raise BadInputError(
+            f"the tiles leave {int((~covered).sum())} output pixels uncovered, the first at "
+            f"({int(columns[0])}, {int(rows[0])})."
+        )
+    return placed
+
+
 def assemble(
     low: np.ndarray,
     factor: int,
@@ -963,8 +1001,10 @@ def assemble(
     the truth's own null-space component as the detail, strength 1 returns the truth to
     within the uint8 rounding of ``low``.
 
-    Peak memory about 31 bytes per output pixel (result, blend, weights, uint8 output) plus
-    strip temporaries.
+    Peak memory about 20 bytes per output pixel on top of the caller's arrays: the float32
+    result (12), the float32 sum of windows (4, freed before the final projection), then
+    the rounding buffers of the PIL rounds and the uint8 output (3 each) and low-resolution
+    residuals (``24 / f²`` each), plus strip temporaries.
     """
     factor = _check_factor(factor)
     low = _check_low(low)
@@ -976,6 +1016,7 @@ def assemble(
     ):
         raise BadInputError(f"the detail strength must be a number from 0 to 1, not {strength!r}.")
     height, width = low.shape[0] * factor, low.shape[1] * factor
+    placed = _placed_tiles(tiles, height, width)
     if classical is None:
         result = classical_upscale(low, factor)
     else:
@@ -986,49 +1027,22 @@ def assemble(
         # again would only add float noise that can flip a rounding.
         return _round_to_uint8(result)
 
-    blend = np.zeros((height, width, 3), dtype=np.float32)
     weight_sum = np.zeros((height, width), dtype=np.float32)
-    for index, entry in enumerate(tiles):
-        try:
-            (left, top), detail = entry
-        except (TypeError, ValueError):
-            raise BadInputError(
-                f"tile {index} must be ((left, top), detail), not {type(entry).__name__}."
-            ) from None
-        detail = _check_float_image(detail, f"the detail of tile {index}")
-        tile_height, tile_width = detail.shape[:2]
-        if not (_is_integer(left) and _is_integer(top)) or not (0 <= left < width and 0 <= top < height):
-            raise BadInputError(
-                f"tile {index} at ({left!r}, {top!r}) does not start inside the {width}×{height} result."
-            )
-        right, bottom = min(left + tile_width, width), min(top + tile_height, height)
-        across = _window(tile_width, flat_start=left == 0, flat_end=left + tile_width >= width)[
-            : right - left
-        ]
-        down = _window(tile_height, flat_start=top == 0, flat_end=top + tile_height >= height)[: bottom - top]
-        weights = (down[:, None] * across[None, :]).astype(np.float32)
-        blend[top:bottom, left:right] += weights[:, :, None] * detail[: bottom - top, : right - left]
-        weight_sum[top:bottom, left:right] += weights
-    uncovered = weight_sum <= 0
-    if uncovered.any():
-        rows, columns = np.nonzero(uncovered)
-        raise BadInputError(
-            f"the tiles leave {int(uncovered.sum())} output pixels uncovered, the first at "
-            f"({int(columns[0])}, {int(rows[0])})."
-        )
-    blend /= weight_sum[:, :, None]
-    del weight_sum, uncovered
-
+    for top, bottom, left, right, down, across, _ in placed:
+        weight_sum[top:bottom, left:right] += np.outer(down, across)
     vertical, horizontal = lanczos_operator(height, factor), lanczos_operator(width, factor)
-    # blend ← B − N C = B − C + A⁺ A C, without a second full-resolution copy of C.
-    blend -= result
+    # result ← C + s·(B − N C) = (1 − s)·C + s·B + s·A⁺ A C, accumulated in place so that no
+    # second full-resolution array is needed: A⁺ A C from C's low-resolution coefficients.
     seen = _downsample(result, vertical, horizontal)
     vertical.solve_gram(seen, axis=0)
     horizontal.solve_gram(seen, axis=1)
-    _add_transpose(blend, seen, vertical, horizontal)
+    result *= np.float32(1 - strength)
+    for top, bottom, left, right, down, across, detail in placed:
+        share = (strength * np.outer(down, across) / weight_sum[top:bottom, left:right]).astype(np.float32)
+        result[top:bottom, left:right] += share[:, :, None] * detail[: bottom - top, : right - left]
+    del weight_sum
+    seen *= strength
+    _add_transpose(result, seen, vertical, horizontal)
     del seen
-    blend *= np.float32(strength)
-    result += blend
-    del blend
     _consistent_in_place(result, low, factor)
     return _round_to_uint8(result)

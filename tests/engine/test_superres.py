@@ -182,21 +182,23 @@ def test_projection_refuses_bad_input_in_one_sentence(image, low, message):
         project_onto_input(image, low, 4)
 
 
-def test_projection_memory_is_bounded():
-    """A 2048×1536 output: the float32 result, the small residual and strips, no more."""
+def test_projection_memory_is_bounded(monkeypatch):
+    """The float32 result, the small residual and strips, no more (small strips, so that any
+    further full-resolution array would show)."""
+    monkeypatch.setattr(superres, "_STRIP_ELEMENTS", 1 << 16)
     factor = 4
-    low = smooth_photo(384, 512)
-    image = np.asarray(Image.fromarray(low).resize((2048, 1536), Image.Resampling.BICUBIC)).astype(np.float32)
+    low = smooth_photo(256, 384)
+    image = np.asarray(Image.fromarray(low).resize((1536, 1024), Image.Resampling.BICUBIC)).astype(np.float32)
     tracemalloc.start()
     try:
         projected = project_onto_input(image, low, factor)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    pixels = 2048 * 1536
-    assert projected.shape == (1536, 2048, 3)
-    # 12 bytes per pixel for the result, 1.5 for the residual, the rest is strips.
-    assert peak < 12 * pixels + 1.5 * pixels + 64 * 2**20, f"peak {peak / pixels:.1f} bytes per output pixel"
+    pixels = 1536 * 1024
+    assert projected.shape == (1024, 1536, 3)
+    # 12 bytes per pixel for the result, 1.5 for the residual (24 / f²), the rest is strips.
+    assert peak < 13.5 * pixels + 8 * 2**20, f"peak {peak / pixels:.1f} bytes per output pixel"
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,7 +253,8 @@ def test_classical_upscale_refuses_bad_input():
         classical_upscale(np.zeros((4, 4, 3), dtype=np.uint8), 3.0)
 
 
-def test_classical_upscale_memory_is_bounded():
+def test_classical_upscale_memory_is_bounded(monkeypatch):
+    monkeypatch.setattr(superres, "_STRIP_ELEMENTS", 1 << 16)
     low = smooth_photo(256, 384)
     tracemalloc.start()
     try:
@@ -260,8 +263,8 @@ def test_classical_upscale_memory_is_bounded():
     finally:
         tracemalloc.stop()
     pixels = result.shape[0] * result.shape[1]
-    # float32 result and uint8 upscale (15 bytes per pixel), residuals and strips.
-    assert peak < 15 * pixels + 1.5 * pixels + 96 * 2**20
+    # The float32 result and the uint8 upscale (15 bytes per pixel), the residual, strips.
+    assert peak < 16.5 * pixels + 8 * 2**20, f"peak {peak / pixels:.1f} bytes per output pixel"
 
 
 # --------------------------------------------------------------------------------------------
@@ -473,6 +476,27 @@ def test_tiled_truth_has_no_step_at_tile_borders(scene):
                 borders[max(edge - 2, 0) : edge + 3, :] = True
     assert error[borders].mean() < 2.0 * error[~borders].mean() + 0.25
     assert error.max() < 12
+
+
+def test_assemble_memory_is_bounded(monkeypatch):
+    """No full-resolution array beyond the result, the sum of windows and the uint8 output."""
+    monkeypatch.setattr(superres, "_STRIP_ELEMENTS", 1 << 16)
+    factor = 4
+    low = smooth_photo(256, 384, seed=6)
+    start = np.asarray(Image.fromarray(low).resize((1536, 1024), Image.Resampling.BICUBIC)).astype(np.float32)
+    detail = np.random.default_rng(0).normal(0, 4, size=(128, 128, 3)).astype(np.float32)
+    tiles = [((left, top), detail) for top in range(0, 1024, 96) for left in range(0, 1536, 96)]
+    tracemalloc.start()
+    try:
+        result = assemble(low, factor, tiles, 0.5, classical=start)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    pixels = 1536 * 1024
+    assert result.shape == (1024, 1536, 3)
+    # The float32 result (12 bytes per pixel) and the sum of windows (4), or later the result,
+    # a rounding buffer and the uint8 output (3 each); low-resolution residuals; strips.
+    assert peak < 20 * pixels + 8 * 2**20, f"peak {peak / pixels:.1f} bytes per output pixel"
 
 
 def test_assemble_refuses_uncovered_pixels_and_bad_strengths(scene):
