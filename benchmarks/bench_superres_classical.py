@@ -12,17 +12,26 @@ the built-in model's size (64 px): the truth's own per-tile null-space component
 1 should come close to the truth) and noise (PSNR should fall smoothly with strength).
 The prior's real detail needs the model and is not measured here.
 
+With ``--memory-megapixels N`` it instead measures the peak memory of ``classical_upscale``
+and of ``assemble`` (tiles of 64 px, strength 0.5) for an N-megapixel result at ×4, each in a
+fresh process: numpy's peak as ``tracemalloc`` sees it (Pillow's buffers are not traced) and
+the process's peak resident size.
+
 Nothing is asserted. Usage::
 
     python benchmarks/bench_superres_classical.py
     python benchmarks/bench_superres_classical.py --factors 4 2 8
+    python benchmarks/bench_superres_classical.py --memory-megapixels 64
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
+import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -134,11 +143,59 @@ def detail_table(name: str, factor: int, resolution: int) -> None:
         )
 
 
+def memory_run(megapixels: float, which: str) -> None:
+    """One measurement, in this process: ``which`` is ``classical`` or ``assemble``."""
+    from skimage import data
+
+    factor = 4
+    side = int(round(np.sqrt(megapixels * 1e6) / (factor * 16))) * 16  # the input's side
+    low = np.asarray(Image.fromarray(data.astronaut()).resize((side, side), Image.Resampling.BICUBIC))
+    pixels = (side * factor) ** 2
+    tiles = []
+    if which == "assemble":
+        # One shared detail array keeps the caller's memory out of the measurement.
+        detail = np.random.default_rng(0).normal(0, 4, size=(64, 64, 3)).astype(np.float32)
+        grid = tile_grid((side, side), factor, 64)
+        tiles = [((tile.output_left, tile.output_top), detail) for tile in grid.tiles]
+    tracemalloc.start()
+    started = time.perf_counter()
+    if which == "classical":
+        classical_upscale(low, factor)
+    else:
+        assemble(low, factor, tiles, 0.5)
+    seconds = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    resident = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+    print(
+        f"| {which} | {side * factor}×{side * factor} ({pixels / 1e6:.0f} MP) | {len(tiles) or '–'} | "
+        f"{peak / 2**30:.2f} GiB = {peak / pixels:.1f} B/px | {resident / 2**30:.2f} GiB | {seconds:.0f} s |",
+        flush=True,
+    )
+
+
+def memory_table(megapixels: float) -> None:
+    print("| function | result | tiles | numpy peak (tracemalloc) | process peak resident | s |")
+    print("|---|---|---|---|---|---|")
+    for which in ("classical", "assemble"):
+        subprocess.run(
+            [sys.executable, __file__, "--memory-megapixels", str(megapixels), "--memory-run", which],
+            check=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--factors", type=int, nargs="+", default=[4, 2], help="super-resolution factors")
     parser.add_argument("--detail-photo", default="coffee", help="photo for the synthetic-detail table")
+    parser.add_argument("--memory-megapixels", type=float, help="measure peak memory for a result this large")
+    parser.add_argument("--memory-run", choices=("classical", "assemble"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_megapixels:
+        if args.memory_run:
+            memory_run(args.memory_megapixels, args.memory_run)
+        else:
+            memory_table(args.memory_megapixels)
+        return
     started = time.perf_counter()
     classical_table(args.factors)
     detail_table(args.detail_photo, 4, 64)

@@ -666,8 +666,9 @@ def classical_upscale(low: np.ndarray, factor: int, *, method: str = "lanczos") 
     ``low`` was made from a photo by the same filter both sets hold that photo, and each
     projection can only bring the estimate closer to it: the result is never further from
     the truth than the plain upscale, up to the uint8 rounding of ``low``. Peak memory
-    about 15 bytes per output pixel (the float32 result and Pillow's uint8 upscale) plus
-    the strip temporaries of :func:`project_onto_input`.
+    about 17 bytes per output pixel in numpy (the float32 result, Pillow's uint8 upscale,
+    the low-resolution residuals) plus Pillow's own buffers and the strip temporaries:
+    1.0 GiB traced, 1.3 GiB resident for a 64 MP result.
     """
     factor = _check_factor(factor)
     low = _check_low(low)
