@@ -417,6 +417,15 @@ def test_the_truths_own_detail_at_strength_one_gives_back_the_truth():
     assert psnr(truth, np.rint(classical_upscale(low, factor)).astype(np.uint8), data_range=255) < 35
 
 
+def test_raw_tile_outputs_of_the_truth_give_back_the_truth(scene):
+    """Only the blend's null-space part is used, so raw outputs work and show no seams."""
+    padded = np.pad(scene["truth"], ((0, 64), (0, 64), (0, 0)), mode="reflect").astype(np.float32)
+    raw = [((left, top), padded[top : top + 64, left : left + 64]) for (left, top), _ in scene["tiles"]]
+    result = assemble(scene["low"], 4, raw, 1, classical=scene["classical"])
+    assert level_difference(result, scene["truth"]).max() <= 2
+    assert psnr(scene["truth"], result, data_range=255) > 50
+
+
 def test_tiled_truth_detail_moves_smoothly_from_classical_to_truth(scene):
     scores = [
         psnr(
