@@ -839,6 +839,13 @@ def tile_grid(low_size: tuple[int, int], factor: int, resolution: int, overlap: 
         touch the far border (so it overlaps its neighbour more); ``count`` is the number of
         model runs. An axis shorter than one tile gets a single tile at 0 that extends past
         the photo (reflect-padded by :func:`extract_tile`, cropped back by :func:`assemble`).
+
+    Notes
+    -----
+    The overlap trades model runs for seams. With the truth's per-tile :func:`prior_detail`
+    on 64 px tiles at ×4, the error in the overlap bands was 3× the interior's at overlap
+    1/4 and 1.3× at 1/2 (which needs about twice the tiles); passing the raw tile outputs
+    to :func:`assemble` instead removes the band at 1/4 (1.05×).
     """
     factor = _check_factor(factor)
     if (
