@@ -73,20 +73,20 @@ def assemble_composite(
     request = prepared.request
     plan: RestorePlan = prepared.plan
     if request.task == "sr":
-        from engine.superres import assemble, classical_upscale, prior_detail
+        from engine.superres import assemble, classical_upscale
 
         factor = prepared.runs[0].degradation.sr_factor
         low = prepared.low_resolution
         classical = classical_upscale(low, factor)
         tiles = []
         for run, result in zip(prepared.runs, results):
-            if result is not None:
-                detail = prior_detail(result.image, factor)
-            else:
-                # A tile that never ran (a cancelled plan) keeps the classical upscaling's own
-                # detail there, so the strength changes nothing in it.
-                detail = prior_detail(_output_crop(classical, run.run.output), factor)
-            tiles.append(((run.run.output.left, run.run.output.top), detail))
+            # The model's raw tile outputs: assemble keeps only the blend's part that the
+            # downsampling cannot see, in the whole photo's null space (no per-tile border
+            # effects). A tile that never ran (a cancelled plan) stands in with the classical
+            # upscaling itself, so the strength changes nothing there.
+            output = (result.image.astype(np.float32) if result is not None
+                      else _output_crop(classical, run.run.output))
+            tiles.append(((run.run.output.left, run.run.output.top), output))
         return assemble(low, factor, tiles, detail_strength, classical=classical)
     if plan.runs[0].role == AREA:
         output = np.array(request.image, copy=True)
