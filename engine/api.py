@@ -63,8 +63,6 @@ from engine.models import load_biggan
 from engine.plan import (
     AREA,
     AREA_MERGE_FRACTION,
-    DEFAULT_DETAIL_STRENGTH,
-    LARGE_OUTPUT_PIXELS,
     REGION,
     WHOLE,
     PlannedRun,
@@ -75,7 +73,13 @@ from engine.plan import (
 from engine.schedule import Schedule, default_preset_name, presets_for_task, resolve_preset
 from engine.state import GeneratorState, RestoreResult
 from engine.superres import extract_tile
-from engine.tasks import TASK_NAMES, check_mask_for, check_rgb_uint8
+from engine.tasks import (
+    DEFAULT_DETAIL_STRENGTH,
+    LARGE_OUTPUT_PIXELS,
+    TASK_NAMES,
+    check_mask_for,
+    check_rgb_uint8,
+)
 from engine.tensors import to_tensor
 
 BUILTIN_MODEL_NAME = "builtin"
@@ -222,7 +226,7 @@ class RestoreRequest:
     H x W float with 1 = painted (missing) pixels; ``task`` one of colorize, inpaint,
     sr, hybrid, reconstruct, defend. For ``sr`` the photo is the low-resolution input
     and ``detail_strength`` (0 = classical upscaling, exactly; 1 = all the prior's
-    detail; None = :data:`engine.superres.DEFAULT_DETAIL_STRENGTH`) how much of the
+    detail; None = :data:`engine.tasks.DEFAULT_DETAIL_STRENGTH`) how much of the
     prior's detail above the input's frequencies is added. ``class_index`` None lets
     the latent search choose the class.
     """

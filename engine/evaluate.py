@@ -79,9 +79,9 @@ from engine.errors import BadInputError, NonFiniteLossError
 from engine.events import Cancelled, Finished
 from engine.imageio import save_image
 from engine.metrics import score_result, scored_image
-from engine.plan import DEFAULT_DETAIL_STRENGTH
 from engine.schedule import Schedule, default_preset_name, resolve_preset
 from engine.superres import assemble
+from engine.tasks import DEFAULT_DETAIL_STRENGTH
 from engine.tensors import to_tensor
 
 __all__ = [

@@ -46,12 +46,6 @@ AREA_MERGE_FRACTION = 0.02
 AREA_CONTEXT = 0.5
 #: Super-resolution tiles overlap by this fraction of their side.
 TILE_OVERLAP = 0.25
-#: Super-resolution: the share of the prior's detail (above the input's frequencies)
-#: added to the classical upscaling when the user sets none (chosen by measurement:
-#: docs/whole-photos.md).
-DEFAULT_DETAIL_STRENGTH = 0.5
-#: Results larger than this many pixels are made only when asked for (``allow_large``).
-LARGE_OUTPUT_PIXELS = 64_000_000
 
 
 @dataclass(frozen=True)

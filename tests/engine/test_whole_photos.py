@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from engine import events as ev
-from engine.api import LARGE_OUTPUT_PIXELS, Engine, RestoreRequest, load_model
+from engine.api import Engine, RestoreRequest, load_model
 from engine.composite import Box, composite_colorization, srgb_to_lab
 from engine.errors import BadInputError
 from engine.plan import AREA, TILE, WHOLE, area_runs, sr_tile_runs
+from engine.tasks import LARGE_OUTPUT_PIXELS
 from tests.conftest import make_tiny_biggan
 from tests.engine.test_api import photo
 
