@@ -121,17 +121,20 @@ def evaluate_inpaint(engine, name, truth, request_options):
     damaged[hole] = 0
     request = RestoreRequest(image=damaged, task="inpaint", mask=mask, source_name=name, **request_options)
     started = time.perf_counter()
-    _runs, final = run_plan(engine, request)
+    prepared = engine.prepare(request)
+    runs, final = run_plan(engine, prepared)
     seconds = time.perf_counter() - started
-    result = final.result.composite
+    results = [runs.get(index) for index in range(len(prepared.plan.runs))]
+    by_strength = {s: assemble_composite(prepared, results, detail_strength=s) for s in STRENGTHS}
     mean, harmonic = mean_fill(damaged, mask), harmonic_fill(damaged, mask)
-    outside_identical = bool(np.array_equal(result[~hole], damaged[~hole]))
+    outside_identical = all(bool(np.array_equal(image[~hole], damaged[~hole])) for image in by_strength.values())
     row = {
         "photo": name, "size": f"{width}×{height}", "areas": final.result.runs_total, "seconds": seconds,
         "mean fill": hole_psnr(mean, truth, hole), "harmonic fill": hole_psnr(harmonic, truth, hole),
-        "dgp": hole_psnr(result, truth, hole), "outside identical": outside_identical,
+        **{f"s={s:g}": hole_psnr(image, truth, hole) for s, image in by_strength.items()},
+        "outside identical": outside_identical,
     }
-    return row, [damaged, mean, harmonic, result, truth]
+    return row, [damaged, mean, harmonic, by_strength[0.5], by_strength[1.0], truth]
 
 
 def evaluate_colorize(engine, name, truth, request_options):

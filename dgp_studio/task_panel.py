@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from dgp_studio.imaging import rgb_to_qimage
-from engine.tasks import DEFAULT_DETAIL_STRENGTH
+from engine.tasks import DETAIL_TASKS
 
 TASK_LABELS: dict[str, str] = {
     "colorize": "Colorize",
@@ -162,11 +162,13 @@ class TaskPanel(QWidget):
         # Super-resolution: how much of the prior's detail is added to the classical upscaling.
         self.detail_slider = QSlider(Qt.Orientation.Horizontal)
         self.detail_slider.setRange(0, 100)
-        self.detail_slider.setValue(round(DEFAULT_DETAIL_STRENGTH * 100))
+        self.detail_slider.setValue(round(DETAIL_TASKS["sr"] * 100))
         self.detail_slider.setToolTip(
-            "0: classical upscaling, exactly (nothing invented); 100: all of the detail the model adds "
-            "above the photo's own resolution. The result always shrinks back to your photo."
+            "Super-resolution: 0 is classical upscaling, exactly (nothing invented); 100 is all of the "
+            "detail the model adds above the photo's own resolution, and the result always shrinks back "
+            "to your photo. Inpainting: 0 is the smoothest fill of the hole; 100 is the model's whole fill."
         )
+        self._detail_values = dict(DETAIL_TASKS)   # each task keeps its own setting
         self.detail_label = QLabel()
         self.detail_slider.valueChanged.connect(self._on_detail_changed)
         self._detail_box = QWidget()
@@ -265,6 +267,8 @@ class TaskPanel(QWidget):
 
     def _on_detail_changed(self, value: int) -> None:
         self.detail_label.setText(f"{value} %")
+        if hasattr(self, "_detail_values") and self.task() in DETAIL_TASKS:
+            self._detail_values[self.task()] = value / 100.0
         self.optionsChanged.emit()
 
     def options(self) -> TaskOptions:
@@ -281,7 +285,7 @@ class TaskPanel(QWidget):
             quick=self.quick_check.isChecked(),
             seed=self.seed_spin.value(),
             iteration_scale=float(self.iteration_scale_spin.value()),
-            detail_strength=self.detail_strength() if task == "sr" else None,
+            detail_strength=self.detail_strength() if task in DETAIL_TASKS else None,
         )
 
     def problem(self) -> str | None:
@@ -376,5 +380,10 @@ class TaskPanel(QWidget):
         task = self.task()
         self.sr_factor_combo.setEnabled(task in ("sr", "hybrid"))
         self._hybrid_box.setVisible(task == "hybrid")
-        self._detail_box.setVisible(task == "sr")
+        self._detail_box.setVisible(task in DETAIL_TASKS)
+        if task in DETAIL_TASKS:
+            self.detail_slider.blockSignals(True)
+            self.detail_slider.setValue(round(self._detail_values[task] * 100))
+            self.detail_slider.blockSignals(False)
+            self.detail_label.setText(f"{self.detail_slider.value()} %")
         self.task_hint.setText(TASK_HINTS[task])

@@ -74,7 +74,7 @@ from engine.schedule import Schedule, default_preset_name, presets_for_task, res
 from engine.state import GeneratorState, RestoreResult
 from engine.superres import extract_tile
 from engine.tasks import (
-    DEFAULT_DETAIL_STRENGTH,
+    DETAIL_TASKS,
     LARGE_OUTPUT_PIXELS,
     TASK_NAMES,
     check_mask_for,
@@ -224,10 +224,11 @@ class RestoreRequest:
     ``image`` is the original H x W x 3 uint8; ``roi`` restricts the restore to a
     square (default None: the whole photo, planned by :mod:`engine.plan`); ``mask``
     H x W float with 1 = painted (missing) pixels; ``task`` one of colorize, inpaint,
-    sr, hybrid, reconstruct, defend. For ``sr`` the photo is the low-resolution input
-    and ``detail_strength`` (0 = classical upscaling, exactly; 1 = all the prior's
-    detail; None = :data:`engine.tasks.DEFAULT_DETAIL_STRENGTH`) how much of the
-    prior's detail above the input's frequencies is added. ``class_index`` None lets
+    sr, hybrid, reconstruct, defend. For ``sr`` the photo is the low-resolution input.
+    ``detail_strength`` (sr and inpaint; None = the task's default in
+    :data:`engine.tasks.DETAIL_TASKS`) mixes the classical answer (0: the classical
+    upscaling, the smoothest fill of the hole) with the prior's (1: all of its detail
+    above the input's frequencies, its whole fill). ``class_index`` None lets
     the latent search choose the class.
     """
 
@@ -527,10 +528,10 @@ class Engine:
 
     @staticmethod
     def detail_strength_for(request: RestoreRequest) -> float | None:
-        """The super-resolution detail strength a request runs with (None for other tasks)."""
-        if request.task != "sr":
+        """The detail strength a request runs with: sr and inpaint (:data:`engine.tasks.DETAIL_TASKS`), else None."""
+        if request.task not in DETAIL_TASKS:
             return None
-        strength = DEFAULT_DETAIL_STRENGTH if request.detail_strength is None else request.detail_strength
+        strength = DETAIL_TASKS[request.task] if request.detail_strength is None else request.detail_strength
         if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
             raise BadInputError(f"the detail strength must be a number from 0 to 1, not {strength!r}.")
         return float(strength)
@@ -562,7 +563,7 @@ class Engine:
             total_steps=plan.total_steps, device=str(self.device),
             precision="bf16" if self.autocast_dtype == torch.bfloat16 else "fp32", runs=len(plan.runs),
         ))
-        preview = LivePreview(prepared)
+        preview = LivePreview(prepared, detail_strength=self.detail_strength_for(request))
         results: list[RestoreResult | None] = [None] * len(plan.runs)
         started_at = time.perf_counter()
         remaining = RunsRemainingTime([(prepared.schedule.search_candidates, stage_plans)] * len(plan.runs))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from engine.blend import poisson_blend
+from engine.blend import HOLE_THRESHOLD, harmonic_fill, poisson_blend
 from engine.composite import (
     Box,
     RegionOfInterest,
@@ -90,9 +90,10 @@ def assemble_composite(
         return assemble(low, factor, tiles, detail_strength, classical=classical)
     if plan.runs[0].role == AREA:
         output = np.array(request.image, copy=True)
+        strength = 1.0 if detail_strength is None else detail_strength
         for run, result, area in zip(prepared.runs, results, prepared.areas):
             if result is not None:
-                output = _blend_area(output, request.mask, area, run.run.region, result.image)
+                output = _blend_area(output, request.mask, area, run.run.region, result.image, strength=strength)
         return output
     result = results[0]
     if result is None:
@@ -107,19 +108,31 @@ def assemble_composite(
 
 def _blend_area(
     photo: np.ndarray, mask: np.ndarray, area: tuple[int, int, int, int],
-    region: Box | RegionOfInterest, model_image: np.ndarray,
+    region: Box | RegionOfInterest, model_image: np.ndarray, *, strength: float = 1.0,
 ) -> np.ndarray:
     """One area's fill put into ``photo`` in the gradient domain; every other pixel stays as it is.
 
     The model's R×R result is resized (Lanczos) to the square it saw; only the area's own
     painted pixels are replaced (:func:`engine.blend.poisson_blend`), so that where two
-    runs' squares overlap neither overwrites the other's hole.
+    runs' squares overlap neither overwrites the other's hole. The gradient-domain fill is
+    the smoothest fill of the hole (:func:`engine.blend.harmonic_fill`, which agrees with
+    its whole border) plus the prior's structure inside it; ``strength`` scales that
+    structure (0: the smoothest fill, 1: the prior's whole fill).
     """
     fill = np.asarray(
         Image.fromarray(model_image).resize((region.width, region.height), Image.Resampling.LANCZOS),
         dtype=np.uint8,
     )
-    return poisson_blend(photo, restrict_mask_to_area(mask, area, margin=0), fill, box=region.box)
+    area_mask = restrict_mask_to_area(mask, area, margin=0)
+    blended = poisson_blend(photo, area_mask, fill, box=region.box)
+    if strength >= 1.0:
+        return blended
+    smooth = harmonic_fill(photo, area_mask)
+    hole = area_mask >= HOLE_THRESHOLD
+    mixed = smooth[hole].astype(np.float32) + strength * (blended[hole].astype(np.float32) - smooth[hole])
+    output = np.array(photo, copy=True)
+    output[hole] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+    return output
 
 
 def _output_crop(image: np.ndarray, box: Box) -> np.ndarray:
@@ -164,7 +177,8 @@ class LivePreview:
 
     interval = PREVIEW_INTERVAL_S
 
-    def __init__(self, prepared: PreparedRestore, *, max_side: int = PREVIEW_MAX_SIDE) -> None:
+    def __init__(self, prepared: PreparedRestore, *, max_side: int = PREVIEW_MAX_SIDE,
+                 detail_strength: float | None = None) -> None:
         self.prepared = prepared
         request, plan = prepared.request, prepared.plan
         out_width, out_height = plan.output_size
@@ -182,6 +196,7 @@ class LivePreview:
             plane = Image.fromarray(np.ascontiguousarray(request.mask, dtype=np.float32), mode="F")
             self.mask = np.asarray(plane.resize(self.size, Image.Resampling.BOX), dtype=np.float32)
         self.kept = self.base.copy()
+        self.strength = 1.0 if detail_strength is None else detail_strength
 
     def _region(self, run_index: int) -> Box:
         run = self.prepared.runs[run_index].run
@@ -203,7 +218,7 @@ class LivePreview:
             area = self.prepared.areas[run_index]
             scaled = tuple(int(round(value * self.region_scale)) for value in area)
             scaled = (scaled[0] - 1, scaled[1] - 1, scaled[2] + 1, scaled[3] + 1)  # rounding may shift it
-            preview = _blend_area(self.kept, self.mask, scaled, region, image)
+            preview = _blend_area(self.kept, self.mask, scaled, region, image, strength=self.strength)
         else:
             mask = self.mask if task in ("inpaint", "hybrid") else None
             preview = composite_for_task(task, self.base, region, image, mask=mask)

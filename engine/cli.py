@@ -124,8 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--roi", metavar="LEFT,TOP,SIZE",
                          help="restrict the restore to this square (default: the whole photo)")
     restore.add_argument("--detail", type=float, default=None, metavar="0..1",
-                         help="sr: how much of the prior's detail is added to the classical upscaling "
-                              "(0 = classical upscaling exactly, 1 = all of it; default 0.5)")
+                         help="sr: how much of the prior's detail above the photo's resolution replaces "
+                              "the classical upscaling's (0 = classical upscaling exactly, 1 = all of it; "
+                              "default 0.5); inpaint: how much of the prior's fill goes beyond the "
+                              "smoothest fill of the hole (0 = the smoothest fill; default 1)")
     restore.add_argument("--allow-large", action="store_true",
                          help="make results above 64 megapixels (refused otherwise)")
     restore.add_argument("--preset", metavar="NAME|FILE.toml", help="schedule preset (default: the task's)")

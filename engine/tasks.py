@@ -14,6 +14,8 @@ from engine.errors import BadInputError
 
 __all__ = [
     "DEFAULT_DETAIL_STRENGTH",
+    "DEFAULT_INPAINT_DETAIL_STRENGTH",
+    "DETAIL_TASKS",
     "LARGE_OUTPUT_PIXELS",
     "TASKS",
     "TASK_NAMES",
@@ -27,6 +29,12 @@ __all__ = [
 #: replaces the classical upscaling's guess when the user sets none (chosen by measurement:
 #: docs/whole-photos.md).
 DEFAULT_DETAIL_STRENGTH = 0.5
+#: Inpainting: the share of the prior's fill, beyond the smoothest fill of the hole (a
+#: harmonic interpolation of its border), that goes into the photo when the user sets none
+#: (chosen by measurement: docs/whole-photos.md).
+DEFAULT_INPAINT_DETAIL_STRENGTH = 1.0
+#: The tasks whose result mixes the classical answer with the prior's at a detail strength.
+DETAIL_TASKS = {"sr": DEFAULT_DETAIL_STRENGTH, "inpaint": DEFAULT_INPAINT_DETAIL_STRENGTH}
 #: Results larger than this many pixels are made only when asked for (``allow_large``).
 LARGE_OUTPUT_PIXELS = 64_000_000
 
