@@ -276,6 +276,11 @@ def test_bad_batch_arguments_are_one_sentence_and_exit_2(tiny_model_files, tmp_p
     assert cli_main(["batch", str(album), "-o", str(tmp_path / "o"), "--task", "colorize", "--class", "nonsense",
                      *model_args(tiny_model_files)]) == 2
     assert "unknown class name" in capsys.readouterr().err
+    (tmp_path / "a-file").write_text("x")
+    assert cli_main(["batch", str(album), "-o", str(tmp_path / "a-file" / "out"), "--task", "colorize",
+                     *model_args(tiny_model_files)]) == 2
+    err = capsys.readouterr().err
+    assert "is not a folder" in err and "Traceback" not in err
 
 
 def test_a_photo_whose_worker_dies_is_given_to_a_new_worker(tiny_model_files, tmp_path):
