@@ -1,7 +1,10 @@
 """Pick what the photo shows: a searchable list of the model's classes, or "Auto".
 
-Searching matches a class by any part of its name (case-insensitive), or by
-its index when the text is a number ("1" lists class 1 first, then 10, 11, …).
+Searching matches a class by its name, its other names and the categories it
+belongs to ("dog" lists every dog breed, "wolf" the wolves and the coyote), or
+by its number when the text is one ("1" lists class 1 first, then 10, 11, …);
+see :mod:`engine.class_search`. What the list highlights is what Restore runs:
+a search that hides the chosen class puts the choice back to "Auto".
 After an automatic run the picker shows the prior's top suggestions; clicking
 one selects that class and asks for a re-run with it.
 """
@@ -10,8 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
+    QCheckBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -21,6 +26,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from engine.class_search import search_classes as _search_classes
 
 AUTO_LABEL = "Auto (let the prior choose)"
 MAX_SUGGESTIONS = 5
@@ -36,34 +43,10 @@ def class_label(index: int, name: str) -> str:
 def search_classes(class_names: Sequence[str], text: str, numbers: Sequence[int] | None = None) -> list[int]:
     """Indices of the classes matching a search text, best matches first.
 
-    Parameters
-    ----------
-    class_names : sequence of str
-        One name per class index.
-    text : str
-        Empty: every class in index order. All digits: the class with exactly
-        that number, then those whose number starts with it. Otherwise: classes
-        whose name contains every word of ``text`` (case-insensitive), those
-        whose name *starts* with the text first.
-
-    Returns
-    -------
-    list of int
+    Names, other names (synonyms) and categories ("dog", "cat", "wolf") are
+    searched: see :func:`engine.class_search.search_classes`.
     """
-    query = text.strip().lower()
-    if not query:
-        return list(range(len(class_names)))
-    numbers = list(range(len(class_names))) if not numbers else list(numbers)
-    if query.isdigit():
-        exact = [index for index, number in enumerate(numbers) if str(number) == query]
-        prefixed = [
-            index for index, number in enumerate(numbers) if str(number).startswith(query) and index not in exact
-        ]
-        return exact + prefixed
-    words = query.split()
-    matches = [index for index, name in enumerate(class_names) if all(word in name.lower() for word in words)]
-    # Names that begin with the query ("goldfish" before "golden retriever's goldfish-like …").
-    return sorted(matches, key=lambda index: (not class_names[index].lower().startswith(query), index))
+    return _search_classes(class_names, text, numbers)
 
 
 class ClassPicker(QWidget):
@@ -86,6 +69,7 @@ class ClassPicker(QWidget):
         *,
         title: str = "What does the photo show?",
         auto_label: str = AUTO_LABEL,
+        for_restore: bool = False,
     ) -> None:
         super().__init__(parent)
         self._class_names: list[str] = []
@@ -98,11 +82,26 @@ class ClassPicker(QWidget):
         self.search_field.setClearButtonEnabled(True)
         self.search_field.textChanged.connect(self._apply_filter)
         self.search_field.returnPressed.connect(self._select_first_match)
+        self.search_field.installEventFilter(self)
+
+        self.no_match_label = QLabel()
+        self.no_match_label.setWordWrap(True)
+        self.no_match_label.setStyleSheet("color: palette(mid);")
+        self.no_match_label.setVisible(False)
+        self.choice_label = QLabel()
+        self.choice_label.setWordWrap(True)
+        self.pin_check = QCheckBox("Keep this class for the next photo")
+        self.pin_check.setToolTip("Without this, opening another photo puts the class back to Auto")
+        # The restore panel's picker says what Restore runs with and can keep it for the next photo.
+        self.choice_label.setVisible(for_restore)
+        self.pin_check.setVisible(for_restore)
 
         self.class_list = QListWidget()
         self.class_list.setUniformItemSizes(True)
         self.class_list.currentItemChanged.connect(self._on_current_changed)
+        self.classChanged.connect(lambda _index: self._show_choice())
         self._apply_filter("")
+        self._show_choice()
 
         self.suggestions_label = QLabel("Suggestions from the last automatic run:")
         self.suggestions_label.setWordWrap(True)
@@ -124,7 +123,10 @@ class ClassPicker(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(header)
         layout.addWidget(self.search_field)
+        layout.addWidget(self.no_match_label)
         layout.addWidget(self.class_list, 1)
+        layout.addWidget(self.choice_label)
+        layout.addWidget(self.pin_check)
         layout.addWidget(self._suggestions_box)
 
     # ------------------------------------------------------------- classes
@@ -222,10 +224,46 @@ class ClassPicker(QWidget):
             item.setData(_CLASS_INDEX_ROLE, index)
             self.class_list.addItem(item)
         row = self._row_of(self._selected)
-        if row is not None:
-            self.class_list.setCurrentRow(row)
+        hidden = row is None
+        self.class_list.setCurrentRow(0 if hidden else row)
         self.class_list.setUpdatesEnabled(True)
         self.class_list.blockSignals(False)
+        query = text.strip()
+        self.no_match_label.setText(f"No class matches \u201c{query}\u201d." if query and not ranked else "")
+        self.no_match_label.setVisible(bool(query) and not ranked)
+        if hidden and self._selected is not None:
+            # What runs is what is shown: a hidden class is no longer the choice.
+            self._selected = None
+            self.classChanged.emit(None)
+
+    def is_pinned(self) -> bool:
+        """Whether the chosen class is kept when another photo is opened."""
+        return self.pin_check.isChecked()
+
+    def reset_for_new_photo(self) -> None:
+        """Another photo was opened: back to Auto with no search, unless the class is pinned."""
+        self.clear_suggestions()
+        if self.is_pinned():
+            return
+        self.search_field.clear()
+        self.set_selected_class(None)
+
+    def _show_choice(self) -> None:
+        self.choice_label.setText(f"Restore runs with: {self.class_text(self._selected)}")
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        # Down in the search field moves into the list, onto the first match.
+        if (
+            watched is self.search_field
+            and event.type() == QEvent.Type.KeyPress
+            and isinstance(event, QKeyEvent)
+            and event.key() == Qt.Key.Key_Down
+        ):
+            self.class_list.setFocus(Qt.FocusReason.OtherFocusReason)
+            if self.class_list.currentRow() <= 0 and self.class_list.count() > 1:
+                self.class_list.setCurrentRow(1)
+            return True
+        return super().eventFilter(watched, event)
 
     def _select_first_match(self) -> None:
         visible = self.visible_class_indices()

@@ -59,6 +59,7 @@ from dgp_studio.background import BackgroundJobs
 from dgp_studio.canvas import ImageCanvas, Tool
 from dgp_studio.class_picker import ClassPicker
 from dgp_studio.export_dialog import ExportDialog
+from dgp_studio.help_dialogs import AboutDialog, ShortcutsDialog, open_guide
 from dgp_studio.history import HistoryEntry, HistoryStrip
 from dgp_studio.imaging import image_size_text, qimage_alpha, qimage_to_rgb
 from dgp_studio.mask import MaskLayer
@@ -79,6 +80,7 @@ from dgp_studio.studio_panel import StudioPanel
 from dgp_studio.task_panel import TASK_LABELS, TaskPanel
 from dgp_studio.timeline import TimelineWidget
 from dgp_studio.welcome import Sample, WelcomePanel, class_index_for, read_sample
+from dgp_studio.wheel_guard import WheelGuard, guard_wheel
 from dgp_studio.worker import (
     EngineController,
     EngineFactory,
@@ -119,6 +121,10 @@ SAVE_FILTERS = {
     "JPEG image (*.jpg *.jpeg)": ".jpg",
     "WebP image (*.webp)": ".webp",
 }
+# A stopped run's result joins the history only when this share of its iterations ran: earlier
+# than that the generator has barely moved from its starting point and the image shows nothing.
+KEEP_STOPPED_FRACTION = 0.05
+CLOSE_SAVE, CLOSE_DISCARD, CLOSE_CANCEL = "save", "discard", "cancel"
 MASK_FILTER = "PNG mask (*.png);;Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff);;All files (*)"
 
 
@@ -134,6 +140,32 @@ class ErrorDialog(QMessageBox):
             self.setDetailedText(details)
         self.setStandardButtons(QMessageBox.StandardButton.Ok)
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+
+
+def ask_before_closing(parent: QWidget, sentence: str, *, can_save: bool) -> str:
+    """Ask Save / Discard / Cancel before the window closes; returns ``CLOSE_SAVE``, ``CLOSE_DISCARD``
+    or ``CLOSE_CANCEL`` (Escape and closing the box are Cancel)."""
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Warning)
+    box.setWindowTitle(APP_DISPLAY_NAME)
+    box.setText(sentence)
+    box.setInformativeText(
+        "Save keeps the photo and every result in a session file (.dgps); Discard closes without it."
+        if can_save
+        else "Discard closes anyway."
+    )
+    buttons = QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel
+    if can_save:
+        buttons |= QMessageBox.StandardButton.Save
+    box.setStandardButtons(buttons)
+    box.setDefaultButton(QMessageBox.StandardButton.Save if can_save else QMessageBox.StandardButton.Cancel)
+    box.setEscapeButton(QMessageBox.StandardButton.Cancel)
+    answer = box.exec()
+    if answer == QMessageBox.StandardButton.Save:
+        return CLOSE_SAVE
+    if answer == QMessageBox.StandardButton.Discard:
+        return CLOSE_DISCARD
+    return CLOSE_CANCEL
 
 
 def _is_text_input(widget: QWidget | None) -> bool:
@@ -197,6 +229,8 @@ class MainWindow(QMainWindow):
         self._photo_name = ""
         self._photo_sha256: str | None = None  # of the file the photo was read from
         self._photo_serial = 0
+        # Every opened photo by serial: (rgb, path, name, sha256), so a result shows the photo it belongs to.
+        self._photos: dict[int, tuple[np.ndarray, Path | None, str, str | None]] = {}
         self._model_info: ModelInfo | None = None
         self._current_job: RestoreJob | None = None
         self._current_job_photo = 0
@@ -265,6 +299,7 @@ class MainWindow(QMainWindow):
 
         self.history = HistoryStrip()
         self.history.entrySelected.connect(self._on_history_selected)
+        self.history.entryRemoved.connect(self._on_history_removed)
 
         # The comparison slider and the results strip mean nothing before a photo is open.
         self.photo_controls = QWidget()
@@ -292,7 +327,7 @@ class MainWindow(QMainWindow):
         self.model_label.setStyleSheet("color: palette(mid);")
         self.task_panel = TaskPanel()
         self.task_panel.optionsChanged.connect(self._schedule_describe)
-        self.class_picker = ClassPicker()
+        self.class_picker = ClassPicker(for_restore=True)
         self.class_picker.rerunRequested.connect(self.rerun_with_class)
         self.class_picker.setMinimumHeight(200)
         self.restore_button = QPushButton("Restore")
@@ -363,6 +398,9 @@ class MainWindow(QMainWindow):
         for label in (self.pixel_label, self.size_label, self.zoom_label, self.status_model_label):
             self.statusBar().addPermanentWidget(label)
         self.statusBar().showMessage("Open a photo (Ctrl+O), drop one here, or paste one (Ctrl+V).")
+        # The wheel scrolls the side panels; a combo box or spin box takes it only once clicked.
+        self._wheel_guard = WheelGuard(self)
+        guard_wheel(self.side_tabs, self._wheel_guard)
 
     def _build_actions(self) -> None:
         def action(
@@ -379,8 +417,16 @@ class MainWindow(QMainWindow):
             self.addAction(created)
             return created
 
+        self.new_action = action(
+            "&New", self.new_session, QKeySequence.StandardKey.New,
+            tip="Close the photo and empty the history: back to the welcome panel and its samples",
+        )
         self.open_action = action(
             "&Open\u2026", self.open_dialog, QKeySequence.StandardKey.Open, tip="Open a photo"
+        )
+        self.close_photo_action = action(
+            "&Close Photo", self.close_photo, QKeySequence.StandardKey.Close,
+            tip="Close the photo (its results stay in the history) and show the welcome panel",
         )
         self.paste_action = action("&Paste image", self.paste_from_clipboard, QKeySequence.StandardKey.Paste)
         self.save_action = action(
@@ -411,6 +457,14 @@ class MainWindow(QMainWindow):
         self.open_log_folder_action = action(
             "Open &Log Folder", self.open_log_folder, tip="Show the folder of the app's log files"
         )
+        self.guide_action = action(
+            "User &Guide", self.open_guide, QKeySequence.StandardKey.HelpContents,
+            tip="Open the guide to the app (the README)",
+        )
+        self.shortcuts_action = action(
+            "&Keyboard Shortcuts", self.show_shortcuts, "Ctrl+/", tip="List every keyboard shortcut"
+        )
+        self.about_action = action("&About DGP Studio", self.show_about, tip="Version, model and licences")
 
         self.undo_action = self._undo_group.createUndoAction(self, "Undo")
         self.undo_action.setShortcut(QKeySequence("Ctrl+Z"))
@@ -483,6 +537,7 @@ class MainWindow(QMainWindow):
 
     def _build_menus_and_toolbar(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction(self.new_action)
         file_menu.addAction(self.open_action)
         self.recent_menu = file_menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
@@ -497,6 +552,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.import_mask_action)
         file_menu.addAction(self.export_mask_action)
         file_menu.addSeparator()
+        file_menu.addAction(self.close_photo_action)
 
         def show_batch_dialog() -> None:
             from dgp_studio.batch_dialog import open_batch_dialog
@@ -561,7 +617,12 @@ class MainWindow(QMainWindow):
         self.export_animation_action = studio_menu.addAction("&Export animation\u2026")
         self.export_animation_action.triggered.connect(self.export_animation_dialog)
         help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction(self.guide_action)
+        help_menu.addAction(self.shortcuts_action)
+        help_menu.addSeparator()
         help_menu.addAction(self.open_log_folder_action)
+        help_menu.addSeparator()
+        help_menu.addAction(self.about_action)
 
         toolbar = QToolBar("Main")
         toolbar.setObjectName("main-toolbar")
@@ -578,6 +639,8 @@ class MainWindow(QMainWindow):
         self.brush_size_spin.setToolTip("Brush size in image pixels ([ and ], or Alt+wheel)")
         self.brush_size_spin.setValue(round(self.canvas.brush_size()))
         self.brush_size_spin.valueChanged.connect(lambda value: self.canvas.set_brush_size(value))
+        # Only a click gives it the keyboard: focus passed on by Qt must not land here (Ctrl+V would paste into it).
+        self.brush_size_spin.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         toolbar.addWidget(QLabel(" Size "))
         toolbar.addWidget(self.brush_size_spin)
         toolbar.addSeparator()
@@ -666,8 +729,42 @@ class MainWindow(QMainWindow):
                 )
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        if not self._closing and not self.confirm_discard(closing=True):
+            event.ignore()
+            return
         self.shutdown()
         super().closeEvent(event)
+
+    def has_unsaved_work(self) -> bool:
+        """Whether the history differs from the session last saved or opened (results would be lost)."""
+        return self.sessions.has_unsaved_changes()
+
+    def confirm_discard(self, *, closing: bool = False) -> bool:
+        """Ask Save / Discard / Cancel when results are unsaved or a restoration runs; True to go on.
+
+        Save writes the session (asking for a name first when it has none) and goes on
+        once it is on its way; Discard cancels a running restoration; Cancel stays.
+        """
+        running = self._controller.is_running()
+        unsaved = self.has_unsaved_work()
+        if not running and not unsaved:
+            return True
+        count = len(self.history.entries())
+        what = "Close the window" if closing else "Start anew"
+        if running and unsaved:
+            sentence = f"A restoration is running and {count} result(s) are not saved in a session. {what}?"
+        elif running:
+            sentence = f"A restoration is running. {what} and stop it?"
+        else:
+            sentence = f"{count} result(s) in the history are not saved in a session. {what}?"
+        answer = ask_before_closing(self, sentence, can_save=self._photo is not None)
+        if answer == CLOSE_CANCEL:
+            return False
+        if answer == CLOSE_SAVE and self.sessions.save() is None:
+            return False  # the user backed out of naming the file
+        if running:
+            self.cancel_restore()
+        return True
 
     def shutdown(self, *, timeout_ms: int = 10_000) -> bool:
         """Cancel any run, stop the engine thread and background jobs, save window state.
@@ -834,16 +931,25 @@ class MainWindow(QMainWindow):
         path: Path | None,
         alpha: np.ndarray | None,
         sha256: str | None = None,
+        serial: int | None = None,
     ) -> None:
+        """Show a photo; ``serial`` shows an earlier photo again (its results stay its own)."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             self.show_error(f"{source_name} is not an RGB image with 8 bits per channel.")
             return
-        photo = np.ascontiguousarray(rgb)
+        photo = np.ascontiguousarray(rgb) if serial is None else rgb
         photo.flags.writeable = False  # jobs share it with the engine thread without copying
         old_layer = self.canvas.mask_layer()
         self._photo, self._photo_path, self._photo_name = photo, path, source_name
         self._photo_sha256 = sha256 if path is not None else None
-        self._photo_serial += 1
+        if serial is None:
+            self._photo_serial = max(self._photos, default=self._photo_serial) + 1
+            self._photos[self._photo_serial] = (photo, path, source_name, self._photo_sha256)
+            # A new photo starts clean: nothing of the previous run stays on screen, nor its class.
+            self.class_picker.reset_for_new_photo()
+        else:
+            self._photo_serial = serial
+        self._clear_run_display()
         self.sessions.forget_file()
         self._sync_welcome_panel()
         layer = self.canvas.set_photo(photo)
@@ -867,6 +973,58 @@ class MainWindow(QMainWindow):
         self._update_run_state()
         self._schedule_describe()
         self.photoOpened.emit(source_name)
+
+    def _clear_run_display(self) -> None:
+        """Forget the previous run's status, loss curve, model view and compare position."""
+        panel = self.progress_panel
+        panel.status_label.setText("Idle.")
+        panel.progress_bar.setRange(0, 1)
+        panel.progress_bar.setValue(0)
+        panel.progress_bar.set_stage_starts([])
+        panel.eta_label.setText("")
+        panel.sparkline.clear()
+        panel.model_output_tile.set_image(None)
+        panel.model_target_tile.set_image(None)
+        panel.details.setVisible(False)
+        self.split_slider.setValue(0)
+
+    def close_photo(self) -> None:
+        """Close the photo (its results stay in the history) and show the welcome panel."""
+        if self._photo is None:
+            return
+        if self._controller.is_running():
+            self.cancel_restore()
+        layer = self.canvas.mask_layer()
+        if layer is not None:
+            self._undo_group.removeStack(layer.undo_stack)
+        self._photo, self._photo_path, self._photo_name, self._photo_sha256 = None, None, "", None
+        # Past every serial so far: results of the closed photo are another photo's from now on.
+        self._photo_serial = max(self._photos, default=self._photo_serial) + 1
+        self._clear_run_display()
+        self.canvas.clear_result()
+        self.sessions.forget_file()
+        self.studio_panel.set_entry(None)
+        self.size_label.setText("")
+        self.pixel_label.setText("")
+        self.setWindowTitle(APP_DISPLAY_NAME)
+        self._sync_welcome_panel()
+        self._update_run_state()
+        self.statusBar().showMessage("Open a photo (Ctrl+O), drop one here, or paste one (Ctrl+V).")
+
+    def new_session(self) -> bool:
+        """File › New: close the photo and empty the history and the timeline (asking first when
+        results are unsaved); the welcome panel and its samples show. False when the user cancelled."""
+        if not self.confirm_discard():
+            return False
+        self.close_photo()
+        while self.timeline.keyframe_entries():
+            self.timeline.remove_keyframe(0)
+        self.timeline_dock.hide()
+        self.history.clear()
+        self.sessions.forget_history()
+        self.class_picker.reset_for_new_photo()
+        self._update_run_state()
+        return True
 
     def _recent_files(self) -> list[str]:
         value = window_state().value("recent_files", [])
@@ -1102,12 +1260,17 @@ class MainWindow(QMainWindow):
     def _update_run_state(self) -> None:
         running = self._controller.is_running()
         can_run = self._photo is not None and not running
+        if not can_run and self.restore_button.hasFocus():
+            # A disabled button passes the keyboard on to the next control (the brush size box);
+            # the canvas keeps it instead, so that shortcuts and Ctrl+V still reach the window.
+            self.canvas.setFocus(Qt.FocusReason.OtherFocusReason)
         self.restore_button.setEnabled(can_run)
         self.restore_action.setEnabled(can_run)
         self.run_again_action.setEnabled(can_run)
         self.cancel_action.setEnabled(running)
         self.progress_panel.cancel_button.setEnabled(running)
         self.save_action.setEnabled(bool(self.history.count()))
+        self.close_photo_action.setEnabled(self._photo is not None)
         self.restore_button.setText("Restoring\u2026" if running else "Restore")
 
     # ---------------------------------------------------------- engine events
@@ -1225,6 +1388,22 @@ class MainWindow(QMainWindow):
         job = self._current_job
         if job is None:
             return
+        if cancelled and not stopped_result_worth_keeping(result):
+            LOG.info("restore stopped after %d of %d iterations: too early to keep", result.steps_done,
+                     result.total_steps)
+            self.progress_panel.finish(
+                f"Stopped after {result.steps_done} of {result.total_steps} iterations: too early for a "
+                f"result worth keeping (one is kept from {KEEP_STOPPED_FRACTION:.0%} of the iterations on)."
+            )
+            return
+        if from_cache:
+            existing = self._same_result_in_history(job)
+            if existing is not None:
+                # The cache answered a run already in the history: show that entry, add no copy.
+                self.history.select_entry(existing)
+                self.canvas.set_mask_visible(False)
+                self.progress_panel.finish("From the cache: this result is already in the history (selected).")
+                return
         composite = result.composite if result.composite is not None else result.image
         entry = HistoryEntry(
             composite=composite,
@@ -1239,6 +1418,8 @@ class MainWindow(QMainWindow):
             photo_serial=self._current_job_photo,
             result=result,
             job=job,
+            photo_name=self._photos.get(self._current_job_photo, (None, None, job.source_name))[2],
+            model_identity=self._model_key(),
         )
         self.history.add_entry(entry)
         # The painted overlay would hide exactly the pixels that were restored.
@@ -1257,6 +1438,25 @@ class MainWindow(QMainWindow):
             f"class: {entry.class_name}."
         )
         self.resultAdded.emit(entry)
+
+    def _model_key(self) -> str:
+        info = self._model_info
+        return "" if info is None else info.identity or info.display_name
+
+    def _same_result_in_history(self, job: RestoreJob) -> HistoryEntry | None:
+        """The newest restoration in the history made by the same request (photo, settings, mask,
+        class) with the same model, or None."""
+        wanted = _job_signature(job)
+        for entry in reversed(self.history.entries()):
+            if (
+                not entry.edit
+                and entry.job is not None
+                and entry.photo_serial == self._current_job_photo
+                and entry.model_identity == self._model_key()
+                and _job_signature(entry.job) == wanted
+            ):
+                return entry
+        return None
 
     def _on_engine_failed(self, sentence: str, details: str) -> None:
         if self._controller.is_running():
@@ -1288,12 +1488,38 @@ class MainWindow(QMainWindow):
     def _on_history_selected(self, entry: HistoryEntry) -> None:
         if not self._adding_edit:  # a kept edit leaves the studio on the result it came from
             self.studio_panel.set_entry(entry)
-        if entry.photo_serial == self._photo_serial:
-            self.canvas.set_result_image(entry.composite, rect=self._result_rect(entry))
-        else:
+        if entry.photo_serial != self._photo_serial and not self._show_photo_of(entry):
             self.statusBar().showMessage(
                 "That result belongs to another photo; Save still writes it at full resolution.", 6000
             )
+        if entry.photo_serial == self._photo_serial:
+            self.canvas.set_result_image(entry.composite, rect=self._result_rect(entry))
+        self._update_run_state()
+
+    def _show_photo_of(self, entry: HistoryEntry) -> bool:
+        """Show the photo ``entry`` was made from, with its region and mask; False when it cannot be."""
+        record = self._photos.get(entry.photo_serial)
+        if record is None or self._controller.is_running() or self._closing:
+            return False
+        rgb, path, name, sha256 = record
+        self._set_photo(rgb, source_name=name, path=path, alpha=None, sha256=sha256, serial=entry.photo_serial)
+        job = entry.job
+        if job is not None:
+            self.canvas.set_roi(*job.roi)
+            layer = self.canvas.mask_layer()
+            if job.mask is not None and layer is not None and job.mask.shape == (layer.height, layer.width):
+                layer.replace(job.mask.astype(np.uint8), text="Mask of this result")
+        self.canvas.set_mask_visible(False)
+        self.statusBar().showMessage(f"Showing {name}, the photo this result belongs to.", 6000)
+        return True
+
+    def _on_history_removed(self, entry: HistoryEntry) -> None:
+        if self.studio_panel.entry() is entry:
+            self.studio_panel.set_entry(None)
+        if not self.history.count():
+            self.canvas.clear_result()
+            self.canvas.set_mask_visible(True)
+        self.statusBar().showMessage("Removed the result from the history.", 4000)
         self._update_run_state()
 
     # ================================================================ studio
@@ -1314,6 +1540,8 @@ class MainWindow(QMainWindow):
             result=result,
             job=parent.job,
             edit=edit,
+            photo_name=parent.photo_name,
+            model_identity=parent.model_identity,
         )
         self._adding_edit = True
         try:
@@ -1371,7 +1599,15 @@ class MainWindow(QMainWindow):
             return  # dragging a slider over a broken state would open one dialog per render
         self.show_error(sentence, details)
 
-    def _suggested_path(self, label: str, suffix: str) -> str:
+    def _suggested_path(self, label: str, suffix: str, *, entry: HistoryEntry | None = None) -> str:
+        """Where to save: beside the photo, named after it; ``entry``'s own photo when given."""
+        if entry is not None:
+            if entry.source_path:
+                source = Path(entry.source_path)
+                return str(source.with_name(f"{source.stem}-{label}{suffix}"))
+            if entry.photo_name:
+                return str(Path.home() / f"{Path(entry.photo_name).stem}-{label}{suffix}")
+            return str(Path.home() / f"{label}{suffix}")
         if self._photo_path is not None:
             return str(self._photo_path.with_name(f"{self._photo_path.stem}-{label}{suffix}"))
         return str(Path.home() / f"{label}{suffix}")
@@ -1381,7 +1617,7 @@ class MainWindow(QMainWindow):
         if entry is None:
             self.statusBar().showMessage("There is no result to save yet.", 5000)
             return
-        dialog = QFileDialog(self, "Save the result", self._suggested_path(entry.task, ".png"))
+        dialog = QFileDialog(self, "Save the result", self.suggested_result_path(entry))
         dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
         dialog.setNameFilters(list(SAVE_FILTERS))
         dialog.setDefaultSuffix("png")
@@ -1403,6 +1639,10 @@ class MainWindow(QMainWindow):
             allow_original = True
         # The file dialog already asked before replacing any other existing file.
         self.save_result_to(target, entry=entry, overwrite=True, allow_original=allow_original)
+
+    def suggested_result_path(self, entry: HistoryEntry) -> str:
+        """The name "Save result as" proposes for ``entry``: from the photo the result belongs to."""
+        return self._suggested_path(entry.task, ".png", entry=entry)
 
     @staticmethod
     def _is_original(target: Path, entry: HistoryEntry) -> bool:
@@ -1486,6 +1726,42 @@ class MainWindow(QMainWindow):
         if dialog is not None:
             dialog.exec()
 
+    def open_guide(self) -> None:
+        """Help › User Guide: the README in the desktop's viewer."""
+        if not open_guide():
+            self.statusBar().showMessage("The guide is the README of DGP Studio (not found beside the app).", 8000)
+
+    def shortcuts_dialog(self) -> ShortcutsDialog:
+        """The shortcut sheet, built from the window's actions (so it lists what the keys really do)."""
+        extra = [
+            ("Remove the selected result (in the history)", "Del"),
+            ("Show the original while held", "Tab"),
+            ("Brush size", "Alt+Wheel"),
+            ("Pan", "Space+Drag"),
+        ]
+        return ShortcutsDialog(self.actions(), extra=extra, parent=self)
+
+    def show_shortcuts(self) -> None:
+        dialog = self.shortcuts_dialog()
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+        dialog.open()
+
+    def about_dialog(self) -> AboutDialog:
+        from engine import __version__
+
+        info = self._model_info
+        return AboutDialog(
+            version=__version__,
+            model_name="" if info is None else info.display_name,
+            model_identity="" if info is None else info.identity,
+            parent=self,
+        )
+
+    def show_about(self) -> None:
+        dialog = self.about_dialog()
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+        dialog.open()
+
     def open_log_folder(self) -> None:
         """Show the folder of the log files in the desktop's file manager."""
         if not app_logging.open_log_folder():
@@ -1555,6 +1831,22 @@ class MainWindow(QMainWindow):
         elif kind == QEvent.Type.WindowDeactivate and watched is self:
             self.canvas.set_show_original(False)
         return super().eventFilter(watched, event)
+
+
+def stopped_result_worth_keeping(result) -> bool:
+    """Whether a stopped run's result joins the history: at least ``KEEP_STOPPED_FRACTION`` of its
+    iterations ran (and at least one)."""
+    done, total = int(result.steps_done), int(result.total_steps)
+    return done >= 1 and (total <= 0 or done >= KEEP_STOPPED_FRACTION * total)
+
+
+def _job_signature(job: RestoreJob) -> tuple:
+    """What makes two restore requests the same (the photo by identity, the mask by content)."""
+    mask = None if job.mask is None else (job.mask.shape, job.mask.tobytes())
+    return (
+        id(job.image), job.task, tuple(int(value) for value in job.roi), mask, job.sr_factor, job.grayscale,
+        job.class_index, job.preset, job.quick, job.seed, job.iteration_scale,
+    )
 
 
 def _separator() -> QFrame:

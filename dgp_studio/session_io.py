@@ -565,6 +565,17 @@ class SessionController(QObject):
         saved = {id(entry) for entry in self._saved_entries}
         return any(id(entry) not in saved for entry in self._window.history.entries())
 
+    def has_unsaved_changes(self) -> bool:
+        """Whether the history differs from the session last saved or opened (results added or removed)."""
+        return [id(entry) for entry in self._window.history.entries()] != [
+            id(entry) for entry in self._saved_entries
+        ]
+
+    def forget_history(self) -> None:
+        """The window started anew (File › New): nothing is left to save."""
+        self.forget_file()
+        self._saved_entries = []
+
     def open(self, path: str | Path, *, confirm: bool = True) -> int | None:
         """Read the session at ``path`` and show it instead of the window's content.
 
@@ -662,6 +673,7 @@ class SessionController(QObject):
                     result=result,
                     job=job,
                     edit=item.edit,
+                    photo_name=session.image.name if job is not None else "",
                 )
                 history.add_entry(entry)
                 entries.append(entry)

@@ -155,6 +155,7 @@ class ModelInfo:
     # The number users see per class: its ImageNet index when the model knows it.
     class_numbers: tuple[int, ...] = ()
     preset_titles: dict[str, str] = field(default_factory=dict)  # preset name -> its title
+    identity: str = ""  # the model's stable id (a digest of its files), as results record it
 
 
 @dataclass(frozen=True, eq=False)
@@ -291,6 +292,7 @@ def describe_engine(engine: Any) -> ModelInfo:
         precision=precision_label(engine.autocast_dtype),
         class_numbers=tuple(model.class_numbers),
         preset_titles=titles,
+        identity=str(getattr(model, "identity", "")),
     )
 
 

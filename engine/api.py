@@ -42,6 +42,7 @@ from engine.degrade import Degradation, degradation_for_task
 from engine.devices import autocast_context, select_autocast_dtype, select_device
 from engine.dgp import run_dgp, to_uint8_image
 from engine.errors import BadInputError, NonFiniteLossError
+from engine.eta import RunsRemainingTime
 from engine.events import (
     Cancelled,
     Finished,
@@ -52,6 +53,7 @@ from engine.events import (
     RunPlan,
     SearchProgress,
     StageBegan,
+    StageEnded,
     StagePlan,
     Started,
     Step,
@@ -558,14 +560,16 @@ class Engine:
         preview = LivePreview(prepared)
         results: list[RestoreResult | None] = [None] * len(plan.runs)
         started_at = time.perf_counter()
-        finished_runs_seconds = 0.0
+        remaining = RunsRemainingTime([(prepared.schedule.search_candidates, stage_plans)] * len(plan.runs))
+        steps_before = 0
+        plan_total = plan.total_steps   # exact; an early-stopped stage lowers it
         non_finite: NonFiniteLossError | None = None
         class_index = request.class_index
         for prepared_run in prepared.runs:
             run = prepared_run.run
-            offset = plan.first_step_of(run.index)
+            runs_left = len(plan.runs) - run.index - 1
+            run_total = plan.steps_per_run
             yield RunBegan(index=run.index, count=len(plan.runs), role=run.role, region=run.region.box)
-            run_started = time.perf_counter()
             outcome = None
             events = run_dgp(
                 self.G, self.D, prepared_run.degradation, prepared_run.target, prepared.schedule,
@@ -581,27 +585,36 @@ class Engine:
                 except NonFiniteLossError as error:
                     non_finite = error
                     break
+                remaining.on_event(run.index, event, time.perf_counter())
                 if isinstance(event, Started):
                     continue
                 if isinstance(event, (Finished, Cancelled)):
                     outcome = event
                     continue
+                # Steps count over the whole plan: those of the runs before, this run's, the
+                # runs after at their planned length (an early stop shortens only its own run).
+                if isinstance(event, (Step, StageEnded, Frame)):
+                    run_total = event.total_steps
+                plan_total = steps_before + run_total + runs_left * plan.steps_per_run
                 if isinstance(event, SearchProgress):
                     done = run.index * plan.candidates_per_run + event.done
                     event = replace(event, done=done, total=plan.total_candidates)
                 elif isinstance(event, StageBegan):
-                    event = replace(event, first_step=event.first_step + offset)
+                    event = replace(event, first_step=event.first_step + steps_before)
                 elif isinstance(event, Step):
-                    runs_left = len(plan.runs) - run.index - 1
-                    elapsed_run = time.perf_counter() - run_started
-                    per_run = (finished_runs_seconds / run.index) if run.index else elapsed_run + event.eta_seconds
-                    event = replace(event, step=event.step + offset, total_steps=plan.total_steps,
-                                    eta_seconds=event.eta_seconds + runs_left * per_run)
+                    last = event.step == run_total and runs_left == 0
+                    estimate = remaining.remaining_seconds()
+                    event = replace(
+                        event, step=event.step + steps_before, total_steps=plan_total,
+                        eta_seconds=0.0 if last else estimate,   # None until a price is measured
+                    )
+                elif isinstance(event, StageEnded):
+                    event = replace(event, total_steps=plan_total)
                 elif isinstance(event, Frame):
-                    event = replace(event, step=event.step + offset, total_steps=plan.total_steps,
+                    event = replace(event, step=event.step + steps_before, total_steps=plan_total,
                                     preview=preview.update(run.index, event.image))
                 yield event
-            finished_runs_seconds += time.perf_counter() - run_started
+            steps_before += outcome.result.steps_done if outcome is not None and outcome.result is not None else 0
             if outcome is None or outcome.result is None:
                 break
             results[run.index] = outcome.result
@@ -630,7 +643,7 @@ class Engine:
             notes = (*notes, reason)
         result = replace(
             primary, composite=composite, notes=notes, cancelled=cancelled,
-            steps_done=sum(r.steps_done for r in finished), total_steps=plan.total_steps,
+            steps_done=sum(r.steps_done for r in finished), total_steps=plan_total,
             seconds=time.perf_counter() - started_at, runs_done=done_count, runs_total=len(plan.runs),
         )
         if cancelled:

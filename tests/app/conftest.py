@@ -29,6 +29,23 @@ def isolated_user_folders(tmp_path, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def close_prompt_discards(monkeypatch):
+    """Answer the window's Save / Discard / Cancel prompt with Discard (pytest-qt closes every window
+    after a test, and a modal box would wait for a click); tests of the prompt replace this answer.
+    Returns the sentences asked."""
+    from dgp_studio import main_window
+
+    asked: list[str] = []
+
+    def discard(parent, sentence, *, can_save):
+        asked.append(sentence)
+        return main_window.CLOSE_DISCARD
+
+    monkeypatch.setattr(main_window, "ask_before_closing", discard)
+    return asked
+
+
+@pytest.fixture(autouse=True)
 def no_engine_thread_left(qapp):
     """Fail a test that leaves an engine thread running."""
     yield
