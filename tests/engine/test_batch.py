@@ -380,6 +380,10 @@ def test_ctrl_c_cancels_the_photo_in_flight_and_leaves_a_consistent_manifest(tin
     process = _batch_process([str(album), "-o", str(out), "--task", "colorize",
                               *fast_args(tiny_model_files, scale="4")])
     _wait_for_done_records(out, 1, process)
+    deadline = time.monotonic() + 60                  # a photo handed out and not finished yet
+    while not any(r["status"] == "started" for r in latest_by_output(jsonl_records_tolerant(out)).values()):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.02)
     os.kill(process.pid, signal.SIGINT)
     assert process.wait(60) == 130
     assert "interrupted" in process.stderr.read()
