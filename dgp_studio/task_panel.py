@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from dgp_studio.imaging import rgb_to_qimage
-from engine.plan import DEFAULT_DETAIL_STRENGTH
+from engine.tasks import DEFAULT_DETAIL_STRENGTH
 
 TASK_LABELS: dict[str, str] = {
     "colorize": "Colorize",

@@ -118,7 +118,7 @@ def large_result_size(job: RestoreJob) -> tuple[int, int] | None:
     Only resampling tasks grow the photo: super-resolution (and hybrid with a factor) of the
     whole photo or of the chosen region.
     """
-    from engine.plan import LARGE_OUTPUT_PIXELS
+    from engine.tasks import LARGE_OUTPUT_PIXELS
 
     if job.image is None or job.allow_large or not job.sr_factor or job.task not in ("sr", "hybrid"):
         return None

@@ -28,6 +28,7 @@ import torch
 
 from engine.assemble import LivePreview, assemble_composite, partial_plan_note
 from engine.biggan import BigGANConfig, Discriminator, Generator, spectral_norm_layers
+from engine.blend import connected_areas
 from engine.checksums import sha256_file, verify_card_files
 from engine.composite import (
     Box,
@@ -62,20 +63,23 @@ from engine.models import load_biggan
 from engine.plan import (
     AREA,
     AREA_MERGE_FRACTION,
-    DEFAULT_DETAIL_STRENGTH,
-    LARGE_OUTPUT_PIXELS,
     REGION,
     WHOLE,
     PlannedRun,
     RestorePlan,
     area_runs,
-    painted_areas,
     sr_tile_runs,
 )
 from engine.schedule import Schedule, default_preset_name, presets_for_task, resolve_preset
 from engine.state import GeneratorState, RestoreResult
 from engine.superres import extract_tile
-from engine.tasks import TASK_NAMES, check_mask_for, check_rgb_uint8
+from engine.tasks import (
+    DEFAULT_DETAIL_STRENGTH,
+    LARGE_OUTPUT_PIXELS,
+    TASK_NAMES,
+    check_mask_for,
+    check_rgb_uint8,
+)
 from engine.tensors import to_tensor
 
 BUILTIN_MODEL_NAME = "builtin"
@@ -222,7 +226,7 @@ class RestoreRequest:
     H x W float with 1 = painted (missing) pixels; ``task`` one of colorize, inpaint,
     sr, hybrid, reconstruct, defend. For ``sr`` the photo is the low-resolution input
     and ``detail_strength`` (0 = classical upscaling, exactly; 1 = all the prior's
-    detail; None = :data:`engine.superres.DEFAULT_DETAIL_STRENGTH`) how much of the
+    detail; None = :data:`engine.tasks.DEFAULT_DETAIL_STRENGTH`) how much of the
     prior's detail above the input's frequencies is added. ``class_index`` None lets
     the latent search choose the class.
     """
@@ -430,7 +434,8 @@ class Engine:
     @staticmethod
     def _areas(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
         height, width = mask.shape[:2]
-        return painted_areas(mask, merge_distance=max(2, int(AREA_MERGE_FRACTION * max(width, height))))
+        merge = max(2, int(AREA_MERGE_FRACTION * max(width, height)))
+        return [area.box for area in connected_areas(mask, merge_distance=merge)]
 
     @staticmethod
     def _plan_super_resolution(image: np.ndarray, roi: RegionOfInterest | None, resolution: int,

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from engine.blend import poisson_blend
 from engine.composite import (
     Box,
     RegionOfInterest,
     composite_for_task,
-    composite_inpainting,
 )
 from engine.degrade import match_low_resolution
 from engine.plan import AREA, TILE, RestorePlan
@@ -73,23 +73,26 @@ def assemble_composite(
     request = prepared.request
     plan: RestorePlan = prepared.plan
     if request.task == "sr":
-        from engine.superres import assemble, prior_detail
+        from engine.superres import assemble, classical_upscale
 
         factor = prepared.runs[0].degradation.sr_factor
-        tiles = [
-            ((run.run.output.left, run.run.output.top), prior_detail(result.image, factor))
-            for run, result in zip(prepared.runs, results) if result is not None
-        ]
-        return assemble(prepared.low_resolution, factor, tiles, detail_strength)
+        low = prepared.low_resolution
+        classical = classical_upscale(low, factor)
+        tiles = []
+        for run, result in zip(prepared.runs, results):
+            # The model's raw tile outputs: assemble keeps only the blend's part that the
+            # downsampling cannot see, in the whole photo's null space (no per-tile border
+            # effects). A tile that never ran (a cancelled plan) stands in with the classical
+            # upscaling itself, so the strength changes nothing there.
+            output = (result.image.astype(np.float32) if result is not None
+                      else _output_crop(classical, run.run.output))
+            tiles.append(((run.run.output.left, run.run.output.top), output))
+        return assemble(low, factor, tiles, detail_strength, classical=classical)
     if plan.runs[0].role == AREA:
-        output = request.image
+        output = np.array(request.image, copy=True)
         for run, result, area in zip(prepared.runs, results, prepared.areas):
-            if result is None:
-                continue
-            mask = restrict_mask_to_area(request.mask, area, margin=0)
-            output = composite_inpainting(output, mask, run.run.region, result.image)
-        if output is request.image:
-            output = np.array(output, copy=True)
+            if result is not None:
+                output = _blend_area(output, request.mask, area, run.run.region, result.image)
         return output
     result = results[0]
     if result is None:
@@ -100,6 +103,37 @@ def assemble_composite(
         mask=request.mask if request.task in ("inpaint", "hybrid") else None,
         factor=run.degradation.sr_factor,
     )
+
+
+def _blend_area(
+    photo: np.ndarray, mask: np.ndarray, area: tuple[int, int, int, int],
+    region: Box | RegionOfInterest, model_image: np.ndarray,
+) -> np.ndarray:
+    """One area's fill put into ``photo`` in the gradient domain; every other pixel stays as it is.
+
+    The model's R×R result is resized (Lanczos) to the square it saw; only the area's own
+    painted pixels are replaced (:func:`engine.blend.poisson_blend`), so that where two
+    runs' squares overlap neither overwrites the other's hole.
+    """
+    fill = np.asarray(
+        Image.fromarray(model_image).resize((region.width, region.height), Image.Resampling.LANCZOS),
+        dtype=np.uint8,
+    )
+    return poisson_blend(photo, restrict_mask_to_area(mask, area, margin=0), fill, box=region.box)
+
+
+def _output_crop(image: np.ndarray, box: Box) -> np.ndarray:
+    """``box`` of a float H×W×3 image, reflected where the box reaches past the image's border."""
+    height, width = image.shape[:2]
+    rows = np.arange(box.top, box.bottom)
+    columns = np.arange(box.left, box.right)
+
+    def reflect(index: np.ndarray, size: int) -> np.ndarray:
+        period = 2 * size
+        index = np.mod(index, period)
+        return np.where(index < size, index, period - 1 - index)
+
+    return np.ascontiguousarray(image[reflect(rows, height)][:, reflect(columns, width)])
 
 
 def partial_plan_note(plan: RestorePlan, results: Sequence[RestoreResult | None]) -> str:
@@ -168,8 +202,8 @@ class LivePreview:
         elif role == AREA:
             area = self.prepared.areas[run_index]
             scaled = tuple(int(round(value * self.region_scale)) for value in area)
-            mask = restrict_mask_to_area(self.mask, scaled, margin=1)
-            preview = composite_inpainting(self.kept, mask, region, image)
+            scaled = (scaled[0] - 1, scaled[1] - 1, scaled[2] + 1, scaled[3] + 1)  # rounding may shift it
+            preview = _blend_area(self.kept, self.mask, scaled, region, image)
         else:
             mask = self.mask if task in ("inpaint", "hybrid") else None
             preview = composite_for_task(task, self.base, region, image, mask=mask)

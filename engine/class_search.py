@@ -116,6 +116,27 @@ def _words(text: str) -> list[str]:
     return [word for word in _WORD_SPLIT.split(text.lower()) if word]
 
 
+_PREPARED: dict[tuple, tuple] = {}  # the last few class lists, lower-cased and split into words
+
+
+def _prepared(
+    class_names: tuple[str, ...], numbers: tuple[int, ...], table: ClassGroups
+) -> list[tuple[list[str], list[list[str]]]]:
+    """Per class: its names in lower case and each name's words (kept while the list is in use)."""
+    key = (class_names, numbers, id(table))
+    cached = _PREPARED.get(key)
+    if cached is not None and cached[0] is table:
+        return cached[1]
+    prepared = []
+    for index, name in enumerate(class_names):
+        names = [name.lower(), *(other.lower() for other in table.synonyms.get(numbers[index], ()))]
+        prepared.append((names, [_words(candidate) for candidate in names]))
+    if len(_PREPARED) >= 4:
+        _PREPARED.clear()
+    _PREPARED[key] = (table, prepared)
+    return prepared
+
+
 def search_classes(
     class_names: Sequence[str],
     text: str,
@@ -168,8 +189,7 @@ def search_classes(
     }
     query_words = query.split()
     ranked: list[tuple[int, int, int]] = []
-    for index, name in enumerate(class_names):
-        names = [name.lower(), *(other.lower() for other in table.synonyms.get(numbers[index], ()))]
+    for index, (names, words) in enumerate(_prepared(tuple(class_names), tuple(numbers), table)):
         if query in names:
             score = _EXACT
         elif index in group_rank:
@@ -177,8 +197,8 @@ def search_classes(
         elif any(candidate.startswith(query) for candidate in names):
             score = _PREFIX
         elif any(
-            all(any(word.startswith(part) for word in _words(candidate)) for part in query_words)
-            for candidate in names
+            all(any(word.startswith(part) for word in candidate_words) for part in query_words)
+            for candidate_words in words
         ):
             score = _WORD_PREFIX
         elif any(all(part in candidate for part in query_words) for candidate in names):

@@ -79,9 +79,9 @@ from engine.errors import BadInputError, NonFiniteLossError
 from engine.events import Cancelled, Finished
 from engine.imageio import save_image
 from engine.metrics import score_result, scored_image
-from engine.plan import DEFAULT_DETAIL_STRENGTH
 from engine.schedule import Schedule, default_preset_name, resolve_preset
-from engine.superres import assemble, prior_detail
+from engine.superres import assemble
+from engine.tasks import DEFAULT_DETAIL_STRENGTH
 from engine.tensors import to_tensor
 
 __all__ = [
@@ -820,8 +820,8 @@ def run_evaluation(
                     record["note"] = note
                 if low_rgb is not None:
                     record["metrics_generator"] = score_result(spec.engine_task, result, truth)
-                    detail = prior_detail(result, spec.sr_factor)
-                    result = assemble(low_rgb, spec.sr_factor, [((0, 0), detail)], DEFAULT_DETAIL_STRENGTH)
+                    tile = result.astype(np.float32)   # only its part above the input's frequencies counts
+                    result = assemble(low_rgb, spec.sr_factor, [((0, 0), tile)], DEFAULT_DETAIL_STRENGTH)
             else:
                 result = _baseline_result(method, truth, input_rgb, low_rgb, degradation, resolution)
             seconds = time.perf_counter() - started

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
+from engine.blend import context_square
 from engine.composite import Box, RegionOfInterest
 from engine.errors import BadInputError
 from engine.superres import Tile, tile_grid
@@ -34,7 +33,6 @@ __all__ = [
     "PlannedRun",
     "RestorePlan",
     "area_runs",
-    "painted_areas",
     "sr_tile_runs",
 ]
 
@@ -48,12 +46,6 @@ AREA_MERGE_FRACTION = 0.02
 AREA_CONTEXT = 0.5
 #: Super-resolution tiles overlap by this fraction of their side.
 TILE_OVERLAP = 0.25
-#: Super-resolution: the share of the prior's detail (above the input's frequencies)
-#: added to the classical upscaling when the user sets none (chosen by measurement:
-#: docs/whole-photos.md).
-DEFAULT_DETAIL_STRENGTH = 0.5
-#: Results larger than this many pixels are made only when asked for (``allow_large``).
-LARGE_OUTPUT_PIXELS = 64_000_000
 
 
 @dataclass(frozen=True)
@@ -146,61 +138,12 @@ def area_runs(areas: list[tuple[int, int, int, int]], width: int, height: int, *
 
     Each square is the area's bounding square grown by ``context`` × its side on every
     side, at least the model's resolution (so a small hole is seen at the model's full
-    resolution, not enlarged), moved (not cut) to lie inside the photo. When the photo is
-    smaller than that square, the run sees the largest square that fits, placed as close
-    to the area's centre as the photo allows.
+    resolution, not enlarged), moved (not cut) to lie inside the photo
+    (:func:`engine.blend.context_square`).
     """
-    runs = []
-    for left, top, right, bottom in areas:
-        side = max(right - left, bottom - top)
-        wanted = max(resolution, int(round(side * (1 + 2 * context))))
-        square = min(wanted, width, height)
-        centre_x, centre_y = (left + right) / 2, (top + bottom) / 2
-        square_left = int(round(centre_x - square / 2))
-        square_top = int(round(centre_y - square / 2))
-        square_left = min(max(0, square_left), width - square)
-        square_top = min(max(0, square_top), height - square)
-        runs.append(PlannedRun(index=len(runs), role=AREA, region=RegionOfInterest(square_left, square_top, square)))
-    return tuple(runs)
-
-
-def painted_areas(mask: np.ndarray, *, merge_distance: int) -> list[tuple[int, int, int, int]]:
-    """The separate painted areas of a mask as tight boxes ``(left, top, right, bottom)``.
-
-    Pixels with ``mask > 0`` are painted. Painting is gathered on a grid of
-    ``merge_distance``-pixel cells; cells that touch (8-connectivity) form one area, so
-    strokes closer than about one cell are one area (one model run). Each box is the
-    tight bounding box of the area's painted pixels. Areas are ordered top to bottom,
-    then left to right.
-    """
-    if not isinstance(mask, np.ndarray) or mask.ndim != 2:
-        raise BadInputError(f"the mask must be an H×W array, got {getattr(mask, 'shape', None)}.")
-    cell = max(1, int(merge_distance))
-    height, width = mask.shape
-    rows, columns = -(-height // cell), -(-width // cell)
-    painted = mask > 0
-    padded = np.zeros((rows * cell, columns * cell), dtype=bool)
-    padded[:height, :width] = painted
-    occupied = padded.reshape(rows, cell, columns, cell).any(axis=(1, 3))
-    labels = np.where(occupied, np.arange(1, rows * columns + 1).reshape(rows, columns), 0)
-    while True:  # propagate the largest label through touching cells until nothing changes
-        grown = np.pad(labels, 1)
-        neighbourhood = np.max(
-            [grown[dy : dy + rows, dx : dx + columns] for dy in range(3) for dx in range(3)], axis=0
-        )
-        updated = np.where(occupied, neighbourhood, 0)
-        if np.array_equal(updated, labels):
-            break
-        labels = updated
-    boxes = []
-    for label in np.unique(labels[labels > 0]):
-        cell_rows = np.flatnonzero((labels == label).any(axis=1))
-        cell_columns = np.flatnonzero((labels == label).any(axis=0))
-        r0, r1 = int(cell_rows[0]), int(cell_rows[-1]) + 1
-        c0, c1 = int(cell_columns[0]), int(cell_columns[-1]) + 1
-        member = np.repeat(np.repeat(labels[r0:r1, c0:c1] == label, cell, axis=0), cell, axis=1)
-        window = padded[r0 * cell : r1 * cell, c0 * cell : c1 * cell] & member
-        ys = np.flatnonzero(window.any(axis=1)) + r0 * cell
-        xs = np.flatnonzero(window.any(axis=0)) + c0 * cell
-        boxes.append((int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1))
-    return sorted(boxes, key=lambda box: (box[1], box[0]))
+    return tuple(
+        PlannedRun(index=index, role=AREA, region=context_square(
+            area, (width, height), min_side=resolution, context=context,
+        ))
+        for index, area in enumerate(areas)
+    )

@@ -12,7 +12,23 @@ import numpy as np
 
 from engine.errors import BadInputError
 
-__all__ = ["TASKS", "TASK_NAMES", "Task", "check_mask_for", "check_rgb_uint8", "task_named"]
+__all__ = [
+    "DEFAULT_DETAIL_STRENGTH",
+    "LARGE_OUTPUT_PIXELS",
+    "TASKS",
+    "TASK_NAMES",
+    "Task",
+    "check_mask_for",
+    "check_rgb_uint8",
+    "task_named",
+]
+
+#: Super-resolution: the share of the prior's detail (above the input's frequencies) that
+#: replaces the classical upscaling's guess when the user sets none (chosen by measurement:
+#: docs/whole-photos.md).
+DEFAULT_DETAIL_STRENGTH = 0.5
+#: Results larger than this many pixels are made only when asked for (``allow_large``).
+LARGE_OUTPUT_PIXELS = 64_000_000
 
 
 @dataclass(frozen=True)

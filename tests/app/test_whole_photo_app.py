@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.plan import LARGE_OUTPUT_PIXELS
+from engine.tasks import LARGE_OUTPUT_PIXELS
 
 
 def test_a_whole_photo_colorization_shows_previews_over_the_whole_frame(make_window, qtbot, photo):

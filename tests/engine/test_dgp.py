@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -348,3 +349,40 @@ def test_every_preset_runs_a_few_steps(name, tiny_pair):
     events = list(run_dgp(generator, discriminator, degradation, target, preset, class_index=2))
     assert isinstance(events[-1], ev.Finished)
     assert events[-1].result.steps_done == len(preset.stages)
+
+
+def test_instance_norm_initialisation_needs_one_image(tiny_pair):
+    generator, _ = tiny_pair
+    z = torch.randn(2, generator.dim_z, generator=torch.Generator().manual_seed(0))
+    embedding = generator.shared(torch.tensor([1, 1]))
+    # The IN affine parameters are shared by a batch: one image's statistics must set them.
+    with pytest.raises(ValueError, match="batch of one"):
+        generator(z, embedding, use_in=True)
+    assert not generator.in_initialised
+    with torch.no_grad():
+        first = generator(z[:1], embedding[:1], use_in=True)
+        assert generator.in_initialised
+        batch = generator(z, embedding, use_in=True)   # initialised: a batch uses the same parameters
+    assert torch.allclose(batch[:1], first, atol=1e-5)
+
+
+def test_the_instance_norm_flag_is_set_through_the_generators_api(tiny_pair):
+    generator, _ = tiny_pair
+    z, embedding = torch.zeros(1, generator.dim_z), generator.shared(torch.tensor([1]))
+    generator.mark_in_initialised()
+    with torch.no_grad():
+        before = {k: v.clone() for k, v in generator.state_dict().items() if ".in1." in k}
+        generator(z, embedding, use_in=True)   # kept: no re-initialisation
+        assert all(torch.equal(v, generator.state_dict()[k]) for k, v in before.items())
+        generator(z, embedding, use_in=False)
+    assert not generator.in_initialised
+    generator.mark_in_initialised()
+    generator.reset_in_init()
+    assert not generator.in_initialised
+    # Only the generator itself touches its private flag.
+    root = Path(__file__).resolve().parents[2]
+    writers = sorted(
+        str(path.relative_to(root)) for folder in ("engine", "dgp_studio") for path in (root / folder).rglob("*.py")
+        if "._in_initialised" in path.read_text(encoding="utf-8")
+    )
+    assert writers == ["engine/biggan.py"]

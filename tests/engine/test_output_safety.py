@@ -269,6 +269,33 @@ def test_sigint_keeps_the_best_state_written(model_files, inputs, tmp_path):
     assert not [p for p in tmp_path.iterdir() if is_temporary_name(p.name)]
 
 
+def test_two_sigints_exit_130_with_no_traceback_and_no_temporary(model_files, inputs, tmp_path):
+    out = tmp_path / "o.png"
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "restore", str(inputs["photo"]), "--task", "colorize", "--json",
+         "--class", "1", "--quick", "--iteration-scale", "40", "-o", str(out), *model_args(model_files)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment, cwd=REPO_ROOT,
+    )
+    try:
+        for line in process.stdout:
+            if json.loads(line).get("event") == "Step":
+                break
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.05)                   # the second aborts at once, or finds the result being written
+        process.send_signal(signal.SIGINT)
+        _remaining, errors = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, errors
+    assert "Traceback" not in errors
+    assert not [p for p in tmp_path.iterdir() if is_temporary_name(p.name)]
+    if out.exists():                       # the first signal may already have let the result be written
+        with Image.open(out) as image:
+            image.load()
+
+
 def test_a_failed_frame_write_keeps_the_result(model_files, inputs, tmp_path, monkeypatch, capsys):
     import engine.imageio
     from engine.cli import main

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from engine import events as ev
-from engine.api import LARGE_OUTPUT_PIXELS, Engine, RestoreRequest, load_model
+from engine.api import Engine, RestoreRequest, load_model
 from engine.composite import Box, composite_colorization, srgb_to_lab
 from engine.errors import BadInputError
-from engine.plan import AREA, TILE, WHOLE, area_runs, painted_areas, sr_tile_runs
+from engine.plan import AREA, TILE, WHOLE, area_runs, sr_tile_runs
+from engine.tasks import LARGE_OUTPUT_PIXELS
 from tests.conftest import make_tiny_biggan
 from tests.engine.test_api import photo
 
@@ -68,15 +69,6 @@ def test_super_resolution_tiles_cover_the_low_resolution_photo_at_its_own_scale(
     assert covered.all()
 
 
-def test_painted_areas_separate_far_strokes_and_merge_close_ones():
-    mask = np.zeros((100, 200), np.float32)
-    mask[10:20, 10:20] = 1
-    mask[10:20, 23:30] = 1      # 3 px from the first: one area
-    mask[70:90, 150:190] = 1    # far away: its own area
-    assert painted_areas(mask, merge_distance=4) == [(10, 10, 30, 20), (150, 70, 190, 90)]
-    assert len(painted_areas(mask, merge_distance=1)) == 3
-
-
 def test_area_squares_stay_inside_small_photos():
     runs = area_runs([(0, 0, 5, 5), (20, 10, 30, 18)], 30, 18, resolution=64)
     for run in runs:
@@ -114,10 +106,9 @@ def test_inpainting_fills_every_area_and_keeps_the_rest(engine):
     assert final.result.runs_done == final.result.runs_total == 2
     for rows, columns in ((slice(8, 14), slice(6, 12)), (slice(40, 50), slice(70, 84))):
         assert not np.array_equal(composite[rows, columns], original[rows, columns])
-    far = np.ones(mask.shape, bool)
-    far[4:18, 2:16] = False
-    far[36:54, 66:88] = False
-    assert np.array_equal(composite[far], original[far])
+    # Gradient-domain blending: every pixel that was not painted is the photo's, bit for bit.
+    unpainted = mask < 0.5
+    assert np.array_equal(composite[unpainted], original[unpainted])
 
 
 # ------------------------------------------------------------------ progress, cancel, previews
@@ -208,3 +199,22 @@ def test_super_resolution_at_detail_strength_zero_is_classical_whatever_the_prio
 def test_a_detail_strength_outside_zero_to_one_is_one_sentence(engine):
     with pytest.raises(BadInputError, match="detail strength"):
         engine.prepare(quick("sr", photo(20, 16), sr_factor=2, detail_strength=1.5))
+
+
+def test_a_cancelled_super_resolution_keeps_its_finished_tiles_and_the_rest_classical(engine):
+    low = photo(28, 16, seed=5)               # two 16 px tiles at ×2 on the 32 px model
+    stop = threading.Event()
+    events = []
+    for event in engine.restore(quick("sr", low, sr_factor=2, detail_strength=1.0), should_stop=stop):
+        events.append(event)
+        if isinstance(event, ev.RunBegan) and event.index == 1:
+            stop.set()
+    final = events[-1]
+    assert isinstance(final, ev.Cancelled) and final.result.runs_done == 1
+    assert "1 of 2 tiles" in final.reason and "classical" in final.reason
+    composite = final.result.composite
+    assert composite.shape == (32, 56, 3)
+    classical = list(engine.restore(quick("sr", low, sr_factor=2, detail_strength=0.0)))[-1].result.composite
+    # Far from the finished tile the result is the classical upscaling; near it, the prior's.
+    assert np.abs(composite[:, -8:].astype(int) - classical[:, -8:].astype(int)).max() <= 1
+    assert not np.array_equal(composite[:, :16], classical[:, :16])
