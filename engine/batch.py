@@ -1052,8 +1052,12 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 reporter.close()
                 signal.signal(signal.SIGINT, previous)
-    except BadInputError as error:
+    except (BadInputError, OSError) as error:
         reporter.close()
+        if isinstance(error, OSError):
+            from engine.files import describe_os_error
+
+            error = f"{error.filename or args.out_dir}: {describe_os_error(error)}."
         if args.json_progress:
             reporter.emit({"event": "error", "error": str(error)})
         print(f"dgp-studio: {error}", file=sys.stderr)

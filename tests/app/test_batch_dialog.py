@@ -36,6 +36,21 @@ def write_album(folder, count: int) -> None:
     (folder / "broken.png").write_bytes(b"not a picture")
 
 
+def latest_records(out) -> dict:
+    latest = {}
+    for line in (out / "manifest.jsonl").read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        latest[record["output"]] = record
+    return latest
+
+
+def photo_in_flight(out) -> bool:
+    return (out / "manifest.jsonl").exists() and any(r["status"] == "started" for r in latest_records(out).values())
+
+
 class TickRecorder:
     """A 20 ms QTimer on the GUI thread; the longest gap between ticks says how long the GUI froze."""
 
@@ -94,14 +109,11 @@ def test_stop_sends_ctrl_c_and_the_batch_stops_with_a_consistent_manifest(qtbot,
     dialog.quick_check.setChecked(True)
     with qtbot.waitSignal(dialog.finished_batch, timeout=180_000) as finished:
         dialog.start()
-        qtbot.waitUntil(lambda: dialog._done >= 1, timeout=170_000)
+        qtbot.waitUntil(lambda: dialog._done >= 1 and photo_in_flight(out), timeout=170_000)
         dialog.stop()
     assert finished.args == [130]
     assert dialog.status_label.text().startswith("Stopped")
-    latest = {}
-    for line in (out / "manifest.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        latest[record["output"]] = record
+    latest = latest_records(out)
     assert {r["status"] for r in latest.values()} <= {"done", "cancelled", "failed"}
     assert "cancelled" in {r["status"] for r in latest.values()}
 

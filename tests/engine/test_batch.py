@@ -276,6 +276,11 @@ def test_bad_batch_arguments_are_one_sentence_and_exit_2(tiny_model_files, tmp_p
     assert cli_main(["batch", str(album), "-o", str(tmp_path / "o"), "--task", "colorize", "--class", "nonsense",
                      *model_args(tiny_model_files)]) == 2
     assert "unknown class name" in capsys.readouterr().err
+    (tmp_path / "a-file").write_text("x")
+    assert cli_main(["batch", str(album), "-o", str(tmp_path / "a-file" / "out"), "--task", "colorize",
+                     *model_args(tiny_model_files)]) == 2
+    err = capsys.readouterr().err
+    assert "is not a folder" in err and "Traceback" not in err
 
 
 def test_a_photo_whose_worker_dies_is_given_to_a_new_worker(tiny_model_files, tmp_path):
@@ -375,6 +380,10 @@ def test_ctrl_c_cancels_the_photo_in_flight_and_leaves_a_consistent_manifest(tin
     process = _batch_process([str(album), "-o", str(out), "--task", "colorize",
                               *fast_args(tiny_model_files, scale="4")])
     _wait_for_done_records(out, 1, process)
+    deadline = time.monotonic() + 60                  # a photo handed out and not finished yet
+    while not any(r["status"] == "started" for r in latest_by_output(jsonl_records_tolerant(out)).values()):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.02)
     os.kill(process.pid, signal.SIGINT)
     assert process.wait(60) == 130
     assert "interrupted" in process.stderr.read()
