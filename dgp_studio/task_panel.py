@@ -159,7 +159,7 @@ class TaskPanel(QWidget):
             hybrid_layout.addWidget(box)
         tasks_grid.addWidget(self._hybrid_box, len(TASK_LABELS), 0, 1, 2)
 
-        # Super-resolution: how much of the prior's detail is added to the classical upscaling.
+        # Super-resolution and inpainting: how much of the prior's detail goes beyond the classical answer.
         self.detail_slider = QSlider(Qt.Orientation.Horizontal)
         self.detail_slider.setRange(0, 100)
         self.detail_slider.setValue(round(DETAIL_TASKS["sr"] * 100))
@@ -177,7 +177,7 @@ class TaskPanel(QWidget):
         detail_layout.addWidget(QLabel("Detail"))
         detail_layout.addWidget(self.detail_slider, 1)
         detail_layout.addWidget(self.detail_label)
-        self._on_detail_changed(self.detail_slider.value())
+        self.detail_label.setText(f"{self.detail_slider.value()} %")
         tasks_grid.addWidget(self._detail_box, len(TASK_LABELS) + 1, 0, 1, 2)
 
         self.task_hint = QLabel()

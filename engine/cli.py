@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="sr: how much of the prior's detail above the photo's resolution replaces "
                               "the classical upscaling's (0 = classical upscaling exactly, 1 = all of it; "
                               "default 0.5); inpaint: how much of the prior's fill goes beyond the "
-                              "smoothest fill of the hole (0 = the smoothest fill; default 1)")
+                              "smoothest fill of the hole (0 = the smoothest fill; default 0.25)")
     restore.add_argument("--allow-large", action="store_true",
                          help="make results above 64 megapixels (refused otherwise)")
     restore.add_argument("--preset", metavar="NAME|FILE.toml", help="schedule preset (default: the task's)")
@@ -394,7 +394,13 @@ def _stop_on_sigint(stop: threading.Event):
         stop.set()
 
     signal.signal(signal.SIGINT, handler)
-    return lambda: signal.signal(signal.SIGINT, previous)
+
+    def restore() -> None:
+        # Once stopped, the command only writes what it has and exits: a further Ctrl+C
+        # arriving during the write or the interpreter's shutdown must not end in a traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN if stop.is_set() else previous)
+
+    return restore
 
 
 def command_restore(args) -> int:

@@ -32,7 +32,7 @@ DEFAULT_DETAIL_STRENGTH = 0.5
 #: Inpainting: the share of the prior's fill, beyond the smoothest fill of the hole (a
 #: harmonic interpolation of its border), that goes into the photo when the user sets none
 #: (chosen by measurement: docs/whole-photos.md).
-DEFAULT_INPAINT_DETAIL_STRENGTH = 1.0
+DEFAULT_INPAINT_DETAIL_STRENGTH = 0.25
 #: The tasks whose result mixes the classical answer with the prior's at a detail strength.
 DETAIL_TASKS = {"sr": DEFAULT_DETAIL_STRENGTH, "inpaint": DEFAULT_INPAINT_DETAIL_STRENGTH}
 #: Results larger than this many pixels are made only when asked for (``allow_large``).

@@ -165,3 +165,45 @@ def make_tiny_biggan(*, seed: int = TINY_BIGGAN_SEED):
 def tiny_biggan():
     """A fresh ``(G, D)`` from :func:`make_tiny_biggan`; tests may modify it."""
     return make_tiny_biggan()
+
+
+# --------------------------------------------------------------------------
+# Shared by the command-line tests
+
+
+@pytest.fixture(scope="module")
+def tiny_model_files(tmp_path_factory):
+    """The tiny BigGAN pair saved as G.safetensors / D.safetensors (fp32): ``(g_path, d_path)``."""
+    import torch
+
+    from engine.models import save_biggan_safetensors
+
+    folder = tmp_path_factory.mktemp("model")
+    generator, discriminator = make_tiny_biggan()
+    g_path, d_path = folder / "G.safetensors", folder / "D.safetensors"
+    save_biggan_safetensors(generator, g_path, generator.config, dtype=torch.float32)
+    save_biggan_safetensors(discriminator, d_path, generator.config, dtype=torch.float32)
+    return g_path, d_path
+
+
+_STARTUP: list[float] = []
+
+
+def interpreter_start_seconds() -> float:
+    """How long a bare interpreter takes to start here (the machine may be busy): the baseline."""
+    import subprocess
+    import time
+
+    if not _STARTUP:
+        runs = []
+        for _ in range(2):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "pass"], check=True)
+            runs.append(time.perf_counter() - started)
+        _STARTUP.append(min(runs))
+    return _STARTUP[0]
+
+
+def refused_quickly(seconds: float) -> bool:
+    """Refused within a second of the interpreter's own start-up: before any model or torch loads."""
+    return seconds - interpreter_start_seconds() < 1.0

@@ -114,3 +114,22 @@ def test_preview_shows_the_degraded_input_or_the_reason(panel):
     panel.set_preview(None, message="inpainting needs a mask: paint the missing region first.")
     assert panel.preview_label.pixmap().isNull()
     assert "needs a mask" in panel.preview_label.text()
+
+
+def test_the_detail_slider_keeps_a_setting_per_task_starting_at_each_tasks_default(qtbot):
+    from dgp_studio.task_panel import TaskPanel
+    from engine.tasks import DETAIL_TASKS
+
+    panel = TaskPanel()
+    qtbot.addWidget(panel)
+    panel.set_task("inpaint")
+    assert panel.options().detail_strength == DETAIL_TASKS["inpaint"]
+    panel.set_task("sr")
+    assert panel.options().detail_strength == DETAIL_TASKS["sr"]
+    panel.detail_slider.setValue(80)
+    panel.set_task("inpaint")
+    assert panel.options().detail_strength == DETAIL_TASKS["inpaint"]
+    panel.set_task("sr")
+    assert panel.options().detail_strength == 0.8
+    panel.set_task("colorize")
+    assert panel.options().detail_strength is None and not panel._detail_box.isVisibleTo(panel)

@@ -14,25 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from engine import batch
 from engine.batch import BatchSettings, Manifest, find_images, match_mask, plan_batch
 from engine.cli import main as cli_main
 from engine.errors import BadInputError
-from engine.models import save_biggan_safetensors
-from tests.conftest import REPO_ROOT, make_tiny_biggan
-
-
-@pytest.fixture(scope="module")
-def tiny_model_files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
-    generator, discriminator = make_tiny_biggan()
-    g_path, d_path = folder / "G.safetensors", folder / "D.safetensors"
-    save_biggan_safetensors(generator, g_path, generator.config, dtype=torch.float32)
-    save_biggan_safetensors(discriminator, d_path, generator.config, dtype=torch.float32)
-    return g_path, d_path
+from tests.conftest import REPO_ROOT
 
 
 def write_photo(path: Path, *, seed: int = 0, size=(40, 36)) -> Path:

@@ -4,22 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from engine.cli import main
-from engine.models import save_biggan_safetensors
-from tests.conftest import make_tiny_biggan
-
-
-@pytest.fixture(scope="module")
-def tiny_model_files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
-    generator, discriminator = make_tiny_biggan()
-    g_path, d_path = folder / "G.safetensors", folder / "D.safetensors"
-    save_biggan_safetensors(generator, g_path, generator.config, dtype=torch.float32)
-    save_biggan_safetensors(discriminator, d_path, generator.config, dtype=torch.float32)
-    return g_path, d_path
 
 
 @pytest.fixture()

@@ -21,26 +21,7 @@ from PIL import Image
 from engine.errors import BadInputError
 from engine.imageio import DEFAULT_MAX_MEGAPIXELS, load_image, max_megapixels
 from engine.session import Session, TaskSettings, load_session, save_session, session_image
-from tests.conftest import REPO_ROOT
-
-_STARTUP: list[float] = []
-
-
-def interpreter_start_seconds() -> float:
-    """How long a bare interpreter takes to start here (the machine may be busy): the baseline."""
-    if not _STARTUP:
-        runs = []
-        for _ in range(2):
-            started = time.perf_counter()
-            subprocess.run([sys.executable, "-c", "pass"], check=True)
-            runs.append(time.perf_counter() - started)
-        _STARTUP.append(min(runs))
-    return _STARTUP[0]
-
-
-def quick(seconds: float) -> bool:
-    """Refused within a second of the interpreter's own start-up: before any model or torch loads."""
-    return seconds - interpreter_start_seconds() < 1.0
+from tests.conftest import REPO_ROOT, refused_quickly
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 30.0):
@@ -87,7 +68,7 @@ def test_special_files_are_refused_within_a_second(kind, tmp_path):
     completed, seconds = run_cli("restore", str(source), "--task", "colorize", "-o", str(tmp_path / "o.png"),
                                  timeout=10)
     _one_sentence(completed, fragment)
-    assert quick(seconds)
+    assert refused_quickly(seconds)
 
 
 def test_a_fifo_as_the_mask_or_the_state_is_refused_without_opening_it(photo, tmp_path):

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from engine.errors import BadInputError
@@ -26,18 +25,7 @@ from engine.files import (
     temporary_name,
     write_bytes_atomically,
 )
-from engine.models import save_biggan_safetensors
-from tests.conftest import REPO_ROOT, make_tiny_biggan
-
-
-@pytest.fixture(scope="module")
-def model_files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
-    generator, discriminator = make_tiny_biggan()
-    g_path, d_path = folder / "G.safetensors", folder / "D.safetensors"
-    save_biggan_safetensors(generator, g_path, generator.config, dtype=torch.float32)
-    save_biggan_safetensors(discriminator, d_path, generator.config, dtype=torch.float32)
-    return g_path, d_path
+from tests.conftest import REPO_ROOT, refused_quickly
 
 
 @pytest.fixture()
@@ -56,26 +44,6 @@ def inputs(tmp_path):
 
 def _digests(paths) -> dict[str, str]:
     return {str(p): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths if Path(p).is_file()}
-
-
-_STARTUP: list[float] = []
-
-
-def interpreter_start_seconds() -> float:
-    """How long a bare interpreter takes to start here (the machine may be busy): the baseline."""
-    if not _STARTUP:
-        runs = []
-        for _ in range(2):
-            started = time.perf_counter()
-            subprocess.run([sys.executable, "-c", "pass"], check=True)
-            runs.append(time.perf_counter() - started)
-        _STARTUP.append(min(runs))
-    return _STARTUP[0]
-
-
-def quick(seconds: float) -> bool:
-    """Refused within a second of the interpreter's own start-up: before any model or torch loads."""
-    return seconds - interpreter_start_seconds() < 1.0
 
 
 def run_cli(*args: str, timeout: float = 60.0) -> tuple[subprocess.CompletedProcess, float]:
@@ -132,25 +100,25 @@ RESTORE_CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(RESTORE_CASES))
-def test_restore_outputs_are_checked_before_any_work(case, inputs, model_files, tmp_path):
+def test_restore_outputs_are_checked_before_any_work(case, inputs, tiny_model_files, tmp_path):
     (tmp_path / "dir.png").mkdir()
     (tmp_path / "dangling.png").symlink_to(tmp_path / "gone.png")
     os.link(inputs["photo"], tmp_path / "hard.png")
     (tmp_path / "soft.png").symlink_to(inputs["photo"])
     (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
     make_args, fragment = RESTORE_CASES[case]
-    extra = make_args(tmp_path, inputs, model_files)
+    extra = make_args(tmp_path, inputs, tiny_model_files)
     task = [] if "--task" in extra else ["--task", "colorize"]
-    protected = [*inputs.values(), *model_files]
+    protected = [*inputs.values(), *tiny_model_files]
     before = _digests(protected)
-    completed, seconds = run_cli("restore", str(inputs["photo"]), *task, *extra, *model_args(model_files))
+    completed, seconds = run_cli("restore", str(inputs["photo"]), *task, *extra, *model_args(tiny_model_files))
     _refused(completed, fragment)
-    assert quick(seconds), f"refused after {seconds:.2f} s: the check must come before the model loads"
+    assert refused_quickly(seconds), f"refused after {seconds:.2f} s: the check must come before the model loads"
     assert _digests(protected) == before
     assert not (tmp_path / "o.png").exists()
 
 
-def test_every_command_protects_its_inputs(inputs, model_files, tmp_path):
+def test_every_command_protects_its_inputs(inputs, tiny_model_files, tmp_path):
     state = inputs["state"]
     other = tmp_path / "b.dgpstate"
     other.write_bytes(b"another state")
@@ -164,28 +132,28 @@ def test_every_command_protects_its_inputs(inputs, model_files, tmp_path):
         (["morph", str(state), str(other), "-o", str(other), "--overwrite"], "is the state file"),
         (["morph", str(state), str(other), "-o", str(tmp_path / "m.avi")], "unsupported suffix"),
         (["morph", str(state), str(other), "-o", str(state / "frames")], "a part of it is a file"),
-        (["transfer", str(state), "--class", "1", "-o", str(model_files[1]), *model_args(model_files)],
+        (["transfer", str(state), "--class", "1", "-o", str(tiny_model_files[1]), *model_args(tiny_model_files)],
          "is the discriminator checkpoint"),
-        (["jitter", str(state), "-o", str(model_files[0]), "--overwrite"], "unsupported suffix"),
+        (["jitter", str(state), "-o", str(tiny_model_files[0]), "--overwrite"], "unsupported suffix"),
         (["evaluate", "--data", str(data), "--out", str(report)], "is a file, not a folder"),
         (["evaluate", "--data", str(data), "--out", str(data)], "is the validation data"),
         (["train", "--data", str(tmp_path), "--out", str(tmp_path)], "is the training data folder"),
     ]
-    protected = [state, other, data, report, *model_files]
+    protected = [state, other, data, report, *tiny_model_files]
     before = _digests(protected)
     for args, fragment in cases:
         completed, seconds = run_cli(*args)
         _refused(completed, fragment)
-        assert quick(seconds), (args, seconds)
+        assert refused_quickly(seconds), (args, seconds)
     assert _digests(protected) == before
 
 
-def test_save_state_never_replaces_a_file_without_overwrite_even_after_a_run(model_files, inputs, tmp_path):
+def test_save_state_never_replaces_a_file_without_overwrite_even_after_a_run(tiny_model_files, inputs, tmp_path):
     from engine.cli import main
 
     out, state = tmp_path / "o.png", tmp_path / "s.dgpstate"
     arguments = ["restore", str(inputs["photo"]), "--task", "colorize", "--quick", "--iteration-scale", "0.05",
-                 "--class", "1", "-o", str(out), "--save-state", str(state), *model_args(model_files)]
+                 "--class", "1", "-o", str(out), "--save-state", str(state), *model_args(tiny_model_files)]
     assert main(arguments) == 0
     assert out.stat().st_mode & 0o777 == state.stat().st_mode & 0o777 == 0o666 & ~_umask()
     before = _digests([out, state])
@@ -215,7 +183,7 @@ def test_numeric_restore_options_have_ranges(option, value, fragment, inputs, tm
     completed, seconds = run_cli("restore", str(inputs["photo"]), "--task", "colorize", "-o",
                                  str(tmp_path / "o.png"), option, value)
     _refused(completed, fragment)
-    assert quick(seconds)
+    assert refused_quickly(seconds)
 
 
 @pytest.mark.parametrize(
@@ -232,7 +200,7 @@ def test_numeric_restore_options_have_ranges(option, value, fragment, inputs, tm
 def test_numeric_options_of_the_other_commands_have_ranges(args, fragment, tmp_path):
     completed, seconds = run_cli(*args, "-o", str(tmp_path / "o.png"))
     _refused(completed, fragment)
-    assert quick(seconds)
+    assert refused_quickly(seconds)
 
 
 def test_transfer_class_count_is_bounded(inputs, tmp_path):
@@ -241,13 +209,13 @@ def test_transfer_class_count_is_bounded(inputs, tmp_path):
     _refused(completed, "at most 256")
 
 
-def test_sigint_keeps_the_best_state_written(model_files, inputs, tmp_path):
+def test_sigint_keeps_the_best_state_written(tiny_model_files, inputs, tmp_path):
     out, state = tmp_path / "o.png", tmp_path / "s.dgpstate"
     environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     process = subprocess.Popen(
         [sys.executable, "-m", "engine.cli", "restore", str(inputs["photo"]), "--task", "colorize", "--json",
          "--class", "1", "--quick", "--iteration-scale", "40", "-o", str(out), "--save-state", str(state),
-         *model_args(model_files)],
+         *model_args(tiny_model_files)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment, cwd=REPO_ROOT,
     )
     try:
@@ -269,12 +237,12 @@ def test_sigint_keeps_the_best_state_written(model_files, inputs, tmp_path):
     assert not [p for p in tmp_path.iterdir() if is_temporary_name(p.name)]
 
 
-def test_two_sigints_exit_130_with_no_traceback_and_no_temporary(model_files, inputs, tmp_path):
+def test_two_sigints_exit_130_with_no_traceback_and_no_temporary(tiny_model_files, inputs, tmp_path):
     out = tmp_path / "o.png"
     environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     process = subprocess.Popen(
         [sys.executable, "-m", "engine.cli", "restore", str(inputs["photo"]), "--task", "colorize", "--json",
-         "--class", "1", "--quick", "--iteration-scale", "40", "-o", str(out), *model_args(model_files)],
+         "--class", "1", "--quick", "--iteration-scale", "40", "-o", str(out), *model_args(tiny_model_files)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment, cwd=REPO_ROOT,
     )
     try:
@@ -296,7 +264,7 @@ def test_two_sigints_exit_130_with_no_traceback_and_no_temporary(model_files, in
             image.load()
 
 
-def test_a_failed_frame_write_keeps_the_result(model_files, inputs, tmp_path, monkeypatch, capsys):
+def test_a_failed_frame_write_keeps_the_result(tiny_model_files, inputs, tmp_path, monkeypatch, capsys):
     import engine.imageio
     from engine.cli import main
 
@@ -310,7 +278,7 @@ def test_a_failed_frame_write_keeps_the_result(model_files, inputs, tmp_path, mo
     monkeypatch.setattr(engine.imageio, "save_image", frames_fail)
     out = tmp_path / "o.png"
     code = main(["restore", str(inputs["photo"]), "--task", "colorize", "--quick", "--iteration-scale", "0.05",
-                 "--class", "1", "-o", str(out), "--frames", str(tmp_path / "frames"), *model_args(model_files)])
+                 "--class", "1", "-o", str(out), "--frames", str(tmp_path / "frames"), *model_args(tiny_model_files)])
     errors = capsys.readouterr().err
     assert code == 0, errors
     assert errors.count("warning: no more frames are written") == 1
