@@ -200,7 +200,8 @@ class PaintWitness(QGraphicsItem):
 class FrameLatencyProbe:
     """Times each live frame from the engine to the end of the canvas paint that shows it.
 
-    Wraps the window's ``worker.take_frame`` and ``canvas.show_live_frame`` (as instance
+    Wraps the window's ``worker.take_frame``, ``canvas.show_live_frame`` and ``canvas.show_preview``
+    (whole-photo previews; as instance
     attributes, so the window's own code paths run unchanged) and watches the canvas's
     repaints with a :class:`PaintWitness`. Create it once the photo is open.
     """
@@ -227,11 +228,13 @@ class FrameLatencyProbe:
         self._replaced_at_start = self._worker.frames_replaced
         self._worker.take_frame = self._take_frame
         self._canvas.show_live_frame = self._show_live_frame
+        self._canvas.show_preview = self._show_preview
         self._canvas.scene().addItem(self._witness)
 
     def uninstall(self) -> None:
         del self._worker.take_frame
         del self._canvas.show_live_frame
+        del self._canvas.show_preview
         self._canvas.scene().removeItem(self._witness)
 
     def frames_produced(self) -> int:
@@ -250,6 +253,13 @@ class FrameLatencyProbe:
 
     def _show_live_frame(self, *args, **kwargs) -> None:
         type(self._canvas).show_live_frame(self._canvas, *args, **kwargs)
+        self._note_shown()
+
+    def _show_preview(self, *args, **kwargs) -> None:
+        type(self._canvas).show_preview(self._canvas, *args, **kwargs)
+        self._note_shown()
+
+    def _note_shown(self) -> None:
         if self._last_taken is None:
             return
         if self._pending is not None:

@@ -1505,7 +1505,9 @@ class MainWindow(QMainWindow):
         self._set_photo(rgb, source_name=name, path=path, alpha=None, sha256=sha256, serial=entry.photo_serial)
         job = entry.job
         if job is not None:
-            self.canvas.set_roi(*job.roi)
+            if job.roi is not None:
+                self.canvas.set_roi(*job.roi)
+            self.region_action.setChecked(job.roi is not None)
             layer = self.canvas.mask_layer()
             if job.mask is not None and layer is not None and job.mask.shape == (layer.height, layer.width):
                 layer.replace(job.mask.astype(np.uint8), text="Mask of this result")
@@ -1843,9 +1845,11 @@ def stopped_result_worth_keeping(result) -> bool:
 def _job_signature(job: RestoreJob) -> tuple:
     """What makes two restore requests the same (the photo by identity, the mask by content)."""
     mask = None if job.mask is None else (job.mask.shape, job.mask.tobytes())
+    region = None if job.roi is None else tuple(int(value) for value in job.roi)  # None: the whole photo
     return (
-        id(job.image), job.task, tuple(int(value) for value in job.roi), mask, job.sr_factor, job.grayscale,
+        id(job.image), job.task, region, mask, job.sr_factor, job.grayscale,
         job.class_index, job.preset, job.quick, job.seed, job.iteration_scale,
+        job.detail_strength, job.allow_large,
     )
 
 

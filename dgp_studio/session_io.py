@@ -645,7 +645,9 @@ class SessionController(QObject):
         layer = window.mask_layer()
         if session.mask is not None and layer is not None:
             layer.write_region(PixelRect(0, 0, layer.width, layer.height), session.mask)
-        window.canvas.set_roi(*session.roi)
+        if session.roi is not None:
+            window.canvas.set_roi(*session.roi)
+        window.region_action.setChecked(session.roi is not None)
         notes = self._apply_settings(session.settings)
         self._waiting_for_model = (session.settings.preset, session.class_index)
         if window.model_info() is not None:

@@ -59,13 +59,17 @@ def _model_image(prepared: PreparedRestore, run_index: int, image: np.ndarray) -
 
 
 def assemble_composite(
-    prepared: PreparedRestore, results: Sequence[RestoreResult | None], *, detail_strength: float | None
+    prepared: PreparedRestore, results: Sequence[RestoreResult | None], *, detail_strength: float | None,
+    remove_fixed_pattern: bool = True,
 ) -> np.ndarray:
     """The full-resolution result of a plan from its finished runs (None = not finished).
 
     * ``sr``: the classical upscaling of the whole low-resolution photo plus
       ``detail_strength`` × the prior's detail of every finished tile, projected so that
-      the output shrunk back (Lanczos) reproduces the input (:mod:`engine.superres`);
+      the output shrunk back (Lanczos) reproduces the input (:mod:`engine.superres`); the
+      structure all tiles share at the same place is removed first
+      (:func:`engine.superres.without_fixed_pattern`; ``remove_fixed_pattern=False`` keeps
+      it, for comparisons);
     * inpainting areas: each finished area's fill put into the photo in turn, only over
       its own painted pixels;
     * one whole-frame or region run: :func:`engine.composite.composite_for_task`.
@@ -73,18 +77,23 @@ def assemble_composite(
     request = prepared.request
     plan: RestorePlan = prepared.plan
     if request.task == "sr":
-        from engine.superres import assemble, classical_upscale
+        from engine.superres import assemble, classical_upscale, without_fixed_pattern
 
         factor = prepared.runs[0].degradation.sr_factor
         low = prepared.low_resolution
         classical = classical_upscale(low, factor)
+        finished = [result.image for result in results if result is not None]
+        if remove_fixed_pattern:
+            finished = without_fixed_pattern(finished, factor)
+        outputs = iter(finished)
         tiles = []
         for run, result in zip(prepared.runs, results):
-            # The model's raw tile outputs: assemble keeps only the blend's part that the
-            # downsampling cannot see, in the whole photo's null space (no per-tile border
-            # effects). A tile that never ran (a cancelled plan) stands in with the classical
-            # upscaling itself, so the strength changes nothing there.
-            output = (result.image.astype(np.float32) if result is not None
+            # The model's raw tile outputs (less the structure every tile shares): assemble
+            # keeps only the blend's part that the downsampling cannot see, in the whole
+            # photo's null space (no per-tile border effects). A tile that never ran (a
+            # cancelled plan) stands in with the classical upscaling itself, so the strength
+            # changes nothing there.
+            output = (np.asarray(next(outputs), dtype=np.float32) if result is not None
                       else _output_crop(classical, run.run.output))
             tiles.append(((run.run.output.left, run.run.output.top), output))
         return assemble(low, factor, tiles, detail_strength, classical=classical)

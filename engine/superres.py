@@ -47,7 +47,13 @@ __all__ = [
     "prior_detail",
     "project_onto_input",
     "tile_grid",
+    "without_fixed_pattern",
 ]
+
+#: Fewest finished tiles from which the model's fixed pattern is estimated (fewer: none removed).
+FIXED_PATTERN_MIN_TILES = 8
+#: Most tiles the estimate looks at (evenly spaced through the grid), which bounds its memory.
+FIXED_PATTERN_MAX_SAMPLES = 256
 
 #: Pillow filters :func:`classical_upscale` can start from. Lanczos is the default: after the
 #: projection it scores higher than bicubic on every benchmark photo (docs/benchmarks.md).
@@ -716,6 +722,42 @@ def prior_detail(model_output: np.ndarray, factor: int) -> np.ndarray:
     vertical, horizontal = lanczos_operator(height, factor), lanczos_operator(width, factor)
     _project_in_place(detail, np.zeros((height // factor, width // factor, 3)), vertical, horizontal)
     return detail.astype(np.float32)
+
+
+def without_fixed_pattern(outputs: Sequence[np.ndarray], factor: int) -> list[np.ndarray]:
+    """The tiles' model outputs with the detail that every tile shares at the same place removed.
+
+    A generator can draw the same faint structure at the same position of every output (a
+    line or dot where its upsampling or attention leaves a trace); tiled over a photo it
+    becomes a regular grid, plainest in flat areas such as a sky. The photo's own detail at a
+    given position inside a tile differs from tile to tile, so its per-pixel median over many
+    tiles is about zero, while the shared structure survives it. That median of the tiles'
+    :func:`prior_detail` (the band the input cannot see) is subtracted from every output.
+
+    Parameters
+    ----------
+    outputs : sequence of np.ndarray
+        The finished tiles' model outputs, each R×R×3 (uint8 or float, 0 … 255 scale), all the
+        same size.
+    factor : int
+        Super-resolution factor f ≥ 2.
+
+    Returns
+    -------
+    list of np.ndarray
+        float32 copies, in order. With fewer than ``FIXED_PATTERN_MIN_TILES`` outputs the
+        median would keep the photo's own detail, and the outputs are returned unchanged.
+    """
+    factor = _check_factor(factor)
+    arrays = [np.asarray(output, dtype=np.float32) for output in outputs]
+    if len(arrays) < FIXED_PATTERN_MIN_TILES:
+        return arrays
+    shapes = {array.shape for array in arrays}
+    if len(shapes) != 1:
+        raise BadInputError(f"the tiles' model outputs differ in size: {sorted(shapes)}.")
+    picks = np.unique(np.linspace(0, len(arrays) - 1, min(len(arrays), FIXED_PATTERN_MAX_SAMPLES)).round().astype(int))
+    pattern = np.median(np.stack([prior_detail(arrays[index], factor) for index in picks]), axis=0)
+    return [array - pattern for array in arrays]
 
 
 # --------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ def test_restore_measurements_are_produced(bench, make_window, photo, monkeypatc
 
     assert not any(isinstance(item, bench.PaintWitness) for item in window.canvas.scene().items())
     assert "take_frame" not in vars(window.engine_controller.worker), "the frame probe was left installed"
-    assert "show_live_frame" not in vars(window.canvas)
+    assert "show_live_frame" not in vars(window.canvas) and "show_preview" not in vars(window.canvas)
     assert window.history.count() == 1, "the cancelled run should leave its best result"
     assert measured.steps_done > 0
     assert measured.ticks == len(measured.gaps_ms) > 10

@@ -198,16 +198,16 @@ def test_a_sample_clicked_while_the_model_loads_runs_once_it_is_ready(
 
     window = make_window(engine_factory=slow_factory, wait_for_model=False)
     try:
-        card = sample_card(window, "sr")
+        card = sample_card(window, "colorize")  # one model run: whole-photo SR is many tiles
         with qtbot.waitSignal(window.photoOpened, timeout=60_000):
             qtbot.mouseClick(card, Qt.MouseButton.LeftButton)
         assert window.model_info() is None and not window.is_running()
-        assert window.task_panel.task() == "sr" and window.task_panel.sr_factor() == card.sample.sr_factor
+        assert window.task_panel.task() == "colorize"
         with qtbot.waitSignal(window.runEnded, timeout=180_000):
             model_may_load.set()
     finally:
         model_may_load.set()
     [entry] = window.history.entries()
-    assert entry.task == "sr" and entry.job.sr_factor == card.sample.sr_factor and entry.job.quick
+    assert entry.task == "colorize" and entry.job.quick
     # The tiny model has no class of that name: the prior chooses.
     assert entry.job.class_index is None

@@ -218,3 +218,24 @@ def test_a_cancelled_super_resolution_keeps_its_finished_tiles_and_the_rest_clas
     # Far from the finished tile the result is the classical upscaling; near it, the prior's.
     assert np.abs(composite[:, -8:].astype(int) - classical[:, -8:].astype(int)).max() <= 1
     assert not np.array_equal(composite[:, :16], classical[:, :16])
+
+
+def test_the_structure_every_tile_shares_is_removed_and_the_photos_own_detail_kept():
+    from engine.superres import FIXED_PATTERN_MIN_TILES, prior_detail, without_fixed_pattern
+
+    rng = np.random.default_rng(7)
+    shared = np.zeros((32, 32, 3), np.float32)
+    shared[:, 20, :] = 40.0  # a line the generator draws at the same column of every tile
+    tiles = [rng.uniform(60, 180, (32, 32, 3)).astype(np.float32) + shared for _ in range(24)]
+    cleaned = without_fixed_pattern(tiles, 4)
+    line = np.abs(prior_detail(shared, 4)[:, 20]).mean()
+    shared_before = np.abs(np.mean([prior_detail(t, 4) for t in tiles], axis=0)[:, 20]).mean()
+    shared_after = np.abs(np.mean([prior_detail(t, 4) for t in cleaned], axis=0)[:, 20]).mean()
+    assert line > 10 and shared_before > 0.7 * line and shared_after < 0.3 * line
+    # Each tile keeps its own detail: the cleaned tile still correlates with what was drawn in it.
+    own = prior_detail(tiles[3] - shared, 4).ravel()
+    assert np.corrcoef(own, prior_detail(cleaned[3], 4).ravel())[0, 1] > 0.8
+    # Too few tiles to tell shared from own: unchanged.
+    few = tiles[: FIXED_PATTERN_MIN_TILES - 1]
+    for original, kept in zip(few, without_fixed_pattern(few, 4)):
+        np.testing.assert_array_equal(original, kept)
