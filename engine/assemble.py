@@ -83,8 +83,8 @@ def assemble_composite(
         low = prepared.low_resolution
         classical = classical_upscale(low, factor)
         finished = [result.image for result in results if result is not None]
-        if remove_fixed_pattern:
-            finished = without_fixed_pattern(finished, factor)
+        finished = (without_fixed_pattern(finished, factor) if remove_fixed_pattern
+                    else [np.asarray(image, dtype=np.float32) for image in finished])
         outputs = iter(finished)
         tiles = []
         for run, result in zip(prepared.runs, results):
@@ -93,8 +93,7 @@ def assemble_composite(
             # photo's null space (no per-tile border effects). A tile that never ran (a
             # cancelled plan) stands in with the classical upscaling itself, so the strength
             # changes nothing there.
-            output = (np.asarray(next(outputs), dtype=np.float32) if result is not None
-                      else _output_crop(classical, run.run.output))
+            output = next(outputs) if result is not None else _output_crop(classical, run.run.output)
             tiles.append(((run.run.output.left, run.run.output.top), output))
         return assemble(low, factor, tiles, detail_strength, classical=classical)
     if plan.runs[0].role == AREA:
@@ -206,6 +205,10 @@ class LivePreview:
             self.mask = np.asarray(plane.resize(self.size, Image.Resampling.BOX), dtype=np.float32)
         self.kept = self.base.copy()
         self.strength = 1.0 if detail_strength is None else detail_strength
+        # Super-resolution: the prior's detail of finished tiles, from which the structure
+        # every tile shares is estimated as in the saved result (engine.superres.fixed_pattern).
+        self._tile_details: list[np.ndarray] = []
+        self._pattern: np.ndarray | None = None
 
     def _region(self, run_index: int) -> Box:
         run = self.prepared.runs[run_index].run
@@ -218,7 +221,9 @@ class LivePreview:
         task = self.prepared.request.task
         region = self._region(run_index)
         role = self.prepared.runs[run_index].run.role
-        if role == TILE or (task == "hybrid" and self.prepared.runs[0].degradation.sr_factor):
+        if role == TILE:
+            preview = self._with_tile(run_index, region, image, final=final)
+        elif task == "hybrid" and self.prepared.runs[0].degradation.sr_factor:
             patch = np.asarray(Image.fromarray(image).resize((region.width, region.height),
                                                              Image.Resampling.BILINEAR), dtype=np.uint8)
             preview = self.kept.copy()
@@ -234,3 +239,35 @@ class LivePreview:
         if final:
             self.kept = preview
         return np.array(preview, copy=True)
+
+    def _with_tile(self, run_index: int, region: Box, image: np.ndarray, *, final: bool) -> np.ndarray:
+        """The preview with one super-resolution tile: the classical base plus its detail.
+
+        As in the saved result, a tile adds ``strength`` × the prior's detail (less the
+        structure every finished tile shares) to the classical upscaling; it does not
+        replace the photo with the raw model output.
+        """
+        from engine.superres import FIXED_PATTERN_MAX_SAMPLES, FIXED_PATTERN_MIN_TILES, prior_detail
+
+        detail = prior_detail(image, self.prepared.runs[run_index].degradation.sr_factor)
+        if final and len(self._tile_details) < FIXED_PATTERN_MAX_SAMPLES:
+            self._tile_details.append(detail)
+            if len(self._tile_details) >= FIXED_PATTERN_MIN_TILES:
+                self._pattern = np.median(np.stack(self._tile_details), axis=0)
+        if self._pattern is not None:
+            detail = detail - self._pattern
+        output = self.prepared.runs[run_index].run.output
+        scaled_side = max(1, int(round(output.width * self.scale)))
+        # The tile at display scale, cut where it reaches past the frame.
+        channels = [
+            np.asarray(Image.fromarray(np.ascontiguousarray(detail[..., channel]), mode="F").resize(
+                (scaled_side, scaled_side), Image.Resampling.BILINEAR), dtype=np.float32)
+            for channel in range(3)
+        ]
+        scaled = np.stack(channels, axis=-1)[: region.height, : region.width]
+        preview = self.kept.copy()
+        rows, columns = slice(region.top, region.top + scaled.shape[0]), slice(region.left, region.left + scaled.shape[1])
+        preview[rows, columns] = np.clip(
+            self.base[rows, columns].astype(np.float32) + self.strength * scaled, 0, 255,
+        ).round().astype(np.uint8)
+        return preview

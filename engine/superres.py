@@ -724,39 +724,49 @@ def prior_detail(model_output: np.ndarray, factor: int) -> np.ndarray:
     return detail.astype(np.float32)
 
 
-def without_fixed_pattern(outputs: Sequence[np.ndarray], factor: int) -> list[np.ndarray]:
-    """The tiles' model outputs with the detail that every tile shares at the same place removed.
+def fixed_pattern(outputs: Sequence[np.ndarray], factor: int) -> np.ndarray | None:
+    """The detail that every tile's model output shares at the same place, or None.
 
     A generator can draw the same faint structure at the same position of every output (a
     line or dot where its upsampling or attention leaves a trace); tiled over a photo it
     becomes a regular grid, plainest in flat areas such as a sky. The photo's own detail at a
     given position inside a tile differs from tile to tile, so its per-pixel median over many
-    tiles is about zero, while the shared structure survives it. That median of the tiles'
-    :func:`prior_detail` (the band the input cannot see) is subtracted from every output.
+    tiles is about zero, while the shared structure survives it.
 
     Parameters
     ----------
     outputs : sequence of np.ndarray
-        The finished tiles' model outputs, each R×R×3 (uint8 or float, 0 … 255 scale), all the
+        Finished tiles' model outputs, each R×R×3 (uint8 or float, 0 … 255 scale), all the
         same size.
     factor : int
         Super-resolution factor f ≥ 2.
 
     Returns
     -------
-    list of np.ndarray
-        float32 copies, in order. With fewer than ``FIXED_PATTERN_MIN_TILES`` outputs the
-        median would keep the photo's own detail, and the outputs are returned unchanged.
+    np.ndarray or None
+        The per-pixel median of the tiles' :func:`prior_detail` (R×R×3 float32, at most
+        ``FIXED_PATTERN_MAX_SAMPLES`` tiles sampled evenly), or None with fewer than
+        ``FIXED_PATTERN_MIN_TILES`` outputs (the median would keep the photo's own detail).
     """
     factor = _check_factor(factor)
-    arrays = [np.asarray(output, dtype=np.float32) for output in outputs]
-    if len(arrays) < FIXED_PATTERN_MIN_TILES:
-        return arrays
-    shapes = {array.shape for array in arrays}
+    if len(outputs) < FIXED_PATTERN_MIN_TILES:
+        return None
+    shapes = {np.shape(output) for output in outputs}
     if len(shapes) != 1:
         raise BadInputError(f"the tiles' model outputs differ in size: {sorted(shapes)}.")
-    picks = np.unique(np.linspace(0, len(arrays) - 1, min(len(arrays), FIXED_PATTERN_MAX_SAMPLES)).round().astype(int))
-    pattern = np.median(np.stack([prior_detail(arrays[index], factor) for index in picks]), axis=0)
+    picks = np.unique(np.linspace(0, len(outputs) - 1, min(len(outputs), FIXED_PATTERN_MAX_SAMPLES)).round().astype(int))
+    return np.median(np.stack([prior_detail(outputs[index], factor) for index in picks]), axis=0)
+
+
+def without_fixed_pattern(outputs: Sequence[np.ndarray], factor: int) -> list[np.ndarray]:
+    """The tiles' model outputs less their :func:`fixed_pattern`, as float32 copies, in order.
+
+    With fewer than ``FIXED_PATTERN_MIN_TILES`` outputs they are returned unchanged.
+    """
+    pattern = fixed_pattern(outputs, factor)
+    arrays = [np.asarray(output, dtype=np.float32) for output in outputs]
+    if pattern is None:
+        return arrays
     return [array - pattern for array in arrays]
 
 

@@ -22,6 +22,8 @@ from dgp_studio.welcome import (
     read_sample,
 )
 from engine.errors import BadInputError
+from engine.plan import TILE_OVERLAP
+from engine.superres import tile_grid
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
@@ -58,6 +60,11 @@ def test_every_sample_decodes_and_its_mask_fits(qapp):
             assert 0 < int(mask.sum()) < mask.size // 4  # a region to fill, not the whole photo
         else:
             assert mask is None
+        if sample.task == "sr":
+            # A small photo to enlarge: its whole-photo plan with the built-in 64 px model
+            # stays a few minutes of quick mode (at most 64 tiles), not an hour.
+            tiles = tile_grid((rgb.shape[1], rgb.shape[0]), sample.sr_factor, 64, TILE_OVERLAP).tiles
+            assert len(tiles) <= 64, (sample.path.name, len(tiles))
     total = sum(path.stat().st_size for path in SAMPLES_FOLDER.iterdir() if path.is_file())
     assert total < 600 * 1024
 

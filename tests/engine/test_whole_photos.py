@@ -239,3 +239,34 @@ def test_the_structure_every_tile_shares_is_removed_and_the_photos_own_detail_ke
     few = tiles[: FIXED_PATTERN_MIN_TILES - 1]
     for original, kept in zip(few, without_fixed_pattern(few, 4)):
         np.testing.assert_array_equal(original, kept)
+
+
+def test_the_sr_live_preview_adds_the_cleaned_detail_to_the_classical_upscale(engine):
+    from engine.assemble import LivePreview
+    from engine.superres import FIXED_PATTERN_MIN_TILES
+
+    low = photo(60, 40)
+    prepared = engine.prepare(RestoreRequest(image=low, task="sr", sr_factor=4, quick=True, class_index=1))
+    runs = prepared.runs
+    assert len(runs) >= FIXED_PATTERN_MIN_TILES
+    side = runs[0].run.output.width
+    shared = np.zeros((side, side, 3), np.float32)
+    shared[:, side // 2, :] = 60.0   # the generator's fixed line, in every tile
+    rng = np.random.default_rng(3)
+    preview = LivePreview(prepared, detail_strength=1.0)
+    base = preview.base.astype(np.float32)
+    frames = []
+    for index, run in enumerate(runs):
+        image = np.clip(rng.uniform(170, 190, (side, side, 3)) + shared, 0, 255).astype(np.uint8)
+        frames.append(preview.update(index, image, final=True).astype(np.float32))
+    # Not the raw model output: the preview keeps the photo's own low frequencies
+    # (the tiles' random means would move it by tens of levels).
+    assert abs(float(frames[-1].mean() - base.mean())) < 3.0
+    # Once enough tiles finished, the shared line is estimated and removed from later tiles.
+    last = runs[-1].run.output
+    column = last.left + side // 2
+    if column < preview.size[0]:
+        rows = slice(last.top, min(last.bottom, preview.size[1]))
+        line = np.abs(frames[-1][rows, column] - base[rows, column]).mean()
+        beside = np.abs(frames[-1][rows, column - 3] - base[rows, column - 3]).mean()
+        assert line < beside + 10.0
